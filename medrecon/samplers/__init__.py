@@ -1,0 +1,187 @@
+"""Posterior samplers: one function per published method, one registry, one entry point.
+
+>>> from medrecon import samplers
+>>> samplers.available()
+>>> x = samplers.run("dps", denoiser, operator, y, noise_std=0.01, steps=1000, generator=g)
+
+Every sampler is ``sample_<name>(denoiser, operator, y, sigmas, *, noise_std, generator=None,
+callback=None, **hparams)`` over a VE noise schedule ending in 0 (:mod:`.schedules`); methods published
+for VP/DDPM models run on the linear-β DDPM schedule mapped to VE σ. :func:`run` builds the schedule
+from the method's official defaults, counts denoiser evaluations and backward passes, and offers the
+CCDF warm start (Chung, Sim & Ye, CVPR 2022) for every method: ``start_from=x̃₀, t0=…`` starts at
+σ(t0) from ``x̃₀ + σ(t0)·n`` and runs only the last ``t0`` fraction of the steps.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from medrecon import MedreconError
+from medrecon.samplers import schedules
+from medrecon.samplers.core import Generator
+from medrecon.samplers.ddnm import sample_ddnm
+from medrecon.samplers.ddrm import sample_ddrm
+from medrecon.samplers.dds import sample_dds
+from medrecon.samplers.dps import sample_dps
+from medrecon.samplers.ilvr import sample_ilvr
+from medrecon.samplers.langevin import sample_langevin
+from medrecon.samplers.mcg import sample_mcg
+from medrecon.samplers.pigdm import sample_pigdm
+from medrecon.samplers.reddiff import sample_reddiff
+from medrecon.samplers.scoresde import sample_scoresde
+from medrecon.samplers.snips import sample_snips
+from medrecon.samplers.song2022 import sample_song2022
+from physics.operator import LinearOperator
+
+__all__ = ["available", "run", "support_table", "Stats", "Method", "METHODS", "schedules"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registry entry: the sampler and its official defaults."""
+
+    fn: Callable[..., torch.Tensor]
+    paper: str
+    schedule: str  # "ve" (geometric VE-SDE levels) or "vp" (linear-β DDPM mapped to σ)
+    steps: int  # official number of noise levels / steps
+    sigma_range: tuple[float, float] = (0.01, 378.0)  # VE only; a denoiser's sigma_min/max take precedence
+    needs: str = "operator"  # "operator" (A, Aᴴ), "pinv" (A⁺: SVD or CG), "svd" (exact SVD only)
+    noise: str = "noisy"  # "noisy" (uses σ_y) or "noiseless" (assumes y = Ax)
+    posterior: bool = False  # claims to sample p(x | y) (in the limit of small steps)
+    defaults: dict = field(default_factory=dict)
+
+
+METHODS: dict[str, Method] = {
+    "song2022": Method(sample_song2022, "Song, Shen, Xing & Ermon, ICLR 2022", "ve", 1000, (0.01, 128.0), "pinv",
+                       "noiseless"),
+    "dps": Method(sample_dps, "Chung, Kim, McCann, Klasky & Ye, ICLR 2023", "vp", 1000),
+    "langevin": Method(sample_langevin, "Jalal, Arvinte, Daras, Price, Dimakis & Tamir, NeurIPS 2021", "ve", 1155,
+                       (0.0066, 232.0), posterior=True),
+    "scoresde": Method(sample_scoresde, "Song et al., ICLR 2021; Chung & Ye, MedIA 2022", "ve", 2000,
+                       (0.01, 378.0), "pinv", "noiseless"),
+    "ddnm": Method(sample_ddnm, "Wang, Yu & Zhang, ICLR 2023", "vp", 100, needs="pinv"),
+    "ddrm": Method(sample_ddrm, "Kawar, Elad, Ermon & Song, NeurIPS 2022", "vp", 20, needs="svd"),
+    "pigdm": Method(sample_pigdm, "Song, Vahdat, Mardani & Kautz, ICLR 2023", "vp", 100, needs="pinv"),
+    "dds": Method(sample_dds, "Chung, Lee & Ye, ICLR 2024", "vp", 50, needs="pinv"),
+    "reddiff": Method(sample_reddiff, "Mardani, Song, Kautz & Vahdat, ICLR 2024", "vp", 50, needs="pinv"),
+    "mcg": Method(sample_mcg, "Chung, Sim, Ryu & Ye, NeurIPS 2022", "vp", 1000, needs="pinv", noise="noiseless"),
+    "ilvr": Method(sample_ilvr, "Choi, Kim, Jeong, Gwon & Yoon, ICCV 2021", "vp", 100, needs="pinv",
+                   noise="noiseless"),
+    "snips": Method(sample_snips, "Kawar, Vaksman & Elad, NeurIPS 2021", "ve", 500, (0.01, 90.0), "svd",
+                    posterior=True),
+}
+
+
+def available() -> list[str]:
+    """The registered method names, in registry order."""
+    return list(METHODS)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What a run cost: denoiser evaluations (one batched call = 1), backward passes through the
+    denoiser, and wall-clock seconds."""
+
+    nfe: int
+    backward_passes: int
+    seconds: float
+
+
+class _CountBackward(torch.autograd.Function):
+    """Identity whose backward counts one pass through the denoiser output."""
+
+    @staticmethod
+    def forward(ctx, out: torch.Tensor, counter: "_Counted") -> torch.Tensor:  # type: ignore[override]
+        ctx.counter = counter
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        ctx.counter.backward_passes += 1
+        return grad, None
+
+
+class _Counted:
+    """Wraps a denoiser and counts its evaluations and the backward passes through it."""
+
+    def __init__(self, denoiser: Callable) -> None:
+        self.denoiser, self.nfe, self.backward_passes = denoiser, 0, 0
+
+    def __call__(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
+        self.nfe += 1
+        out = self.denoiser(x, sigma)
+        return _CountBackward.apply(out, self) if out.requires_grad else out
+
+
+def _schedule(method: Method, denoiser: Callable, steps: int, sigma_min: Optional[float],
+              sigma_max: Optional[float], schedule: Optional[str]) -> torch.Tensor:
+    kind = schedule or method.schedule
+    lo = sigma_min if sigma_min is not None else getattr(denoiser, "sigma_min", None) or method.sigma_range[0]
+    hi = sigma_max if sigma_max is not None else getattr(denoiser, "sigma_max", None) or method.sigma_range[1]
+    if kind == "ve":
+        return schedules.ve_geometric(steps, float(lo), float(hi))
+    if kind == "vp":
+        return schedules.vp_linear(steps)
+    if kind == "karras":
+        return schedules.karras(steps, float(lo), float(hi))
+    raise MedreconError(f"schedule must be 've', 'vp' or 'karras', received {kind!r}")
+
+
+def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor, noise_std: float = 0.0,
+        steps: Optional[int] = None, generator: Generator = None, callback: Optional[Callable[[dict], None]] = None,
+        start_from: Optional[torch.Tensor] = None, t0: Optional[float] = None, return_stats: bool = False,
+        sigma_min: Optional[float] = None, sigma_max: Optional[float] = None, schedule: Optional[str] = None,
+        **options: Any):
+    """Reconstruct ``[B, *operator.ishape]`` images from measurements ``y`` (``[B, *operator.oshape]``).
+
+    ``steps`` defaults to the method's official count; ``schedule`` ("ve", "vp", "karras") and the VE
+    range (``sigma_min``/``sigma_max``; default the denoiser's attributes, else the official values)
+    override the method's schedule. ``generator``: one ``torch.Generator`` or one per batch item (then
+    a batch equals the single runs). ``start_from`` + ``t0`` ∈ (0, 1]: CCDF warm start. Extra
+    ``options`` are the method's hyper-parameters (see each ``sample_<name>``). Returns the images, or
+    ``(images, Stats)`` with ``return_stats=True``.
+    """
+    if name not in METHODS:
+        raise MedreconError(f"unknown sampler {name!r}; available: {', '.join(METHODS)}")
+    method = METHODS[name]
+    if not isinstance(y, torch.Tensor) or tuple(y.shape[1:]) != operator.oshape or y.ndim != len(operator.oshape) + 1:
+        shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise MedreconError(f"y must have shape [B, {', '.join(map(str, operator.oshape))}] for {operator!r}, received {shape}")
+    if not noise_std >= 0:
+        raise MedreconError(f"noise_std must be >= 0, received {noise_std}")
+    if (start_from is None) != (t0 is None):
+        raise MedreconError("the CCDF warm start needs both start_from (an initial image) and t0 in (0, 1]")
+    accepted = set(inspect.signature(method.fn).parameters) - {"denoiser", "operator", "y", "sigmas", "noise_std",
+                                                              "generator", "callback", "x_init"}
+    unknown = set(options) - accepted
+    if unknown:
+        raise MedreconError(f"{name} does not take {sorted(unknown)}; its options are {sorted(accepted)}")
+    sigmas = _schedule(method, denoiser, int(steps or method.steps), sigma_min, sigma_max, schedule)
+    if t0 is not None:
+        sigmas = schedules.truncate(sigmas, float(t0))
+    counted = _Counted(denoiser)
+    tic = time.perf_counter()
+    x = method.fn(counted, operator, y, sigmas, noise_std=float(noise_std), generator=generator, callback=callback,
+                  x_init=start_from, **{**method.defaults, **options})
+    stats = Stats(counted.nfe, counted.backward_passes, time.perf_counter() - tic)
+    return (x, stats) if return_stats else x
+
+
+_OPERATORS = ("single-coil Cartesian MRI", "multi-coil MRI (SENSE)", "CT (parallel/fan Radon)")
+
+
+def support_table() -> str:
+    """Markdown table: which method runs on which operator, its data step and noise model."""
+    cell = {"operator": ("yes", "yes", "yes"), "pinv": ("yes (exact A⁺)", "yes (CG A⁺)", "yes (CG A⁺)"),
+            "svd": ("yes (SVD: V = Fᴴ, s = mask)", "no: needs an exact SVD", "no: needs an exact SVD")}
+    rows = ["| method | paper | " + " | ".join(_OPERATORS) + " | measurement noise | samples p(x|y) |",
+            "| --- | --- | " + " | ".join("---" for _ in _OPERATORS) + " | --- | --- |"]
+    for name, m in METHODS.items():
+        noise = "σ_y-aware" if m.noise == "noisy" else "assumes noiseless y"
+        rows.append(f"| `{name}` | {m.paper} | " + " | ".join(cell[m.needs]) +
+                    f" | {noise} | {'yes (small-step limit)' if m.posterior else 'no (approximate)'} |")
+    return "\n".join(rows)

@@ -1,0 +1,128 @@
+"""Sampler contract: determinism, batch equivalence, progress callback, NFE/backward counts, data
+consistency of the projection methods, CCDF warm start, schedules and bad input.
+
+All on the 8×8 oracle problems (tests/samplers/cases.py) with a handful of steps: these tests check
+the mechanics, the oracle tests (test_posterior.py) check the statistics.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medrecon import MedreconError, samplers
+from medrecon.samplers import schedules
+from tests.samplers.cases import ct_problem, mri_problem
+
+METHODS = samplers.available()
+STEPS = 6
+# expected (NFE, backward passes) for STEPS steps with the options below
+OPTIONS = {"langevin": {"n_steps_each": 2}, "snips": {"n_steps_each": 2}, "scoresde": {"corrector_steps": 1}}
+COST = {"song2022": (2, 0), "scoresde": (2, 0), "langevin": (2, 0), "snips": (2, 0), "dps": (1, 1),
+        "mcg": (1, 1), "pigdm": (1, 1)}
+PROJECTION = ["song2022", "scoresde", "mcg", "ilvr", "ddnm", "ddrm"]
+
+
+def _run(name, prior, op, y, generator, **kw):
+    return samplers.run(name, prior, op, y, noise_std=kw.pop("noise_std", 0.05), steps=kw.pop("steps", STEPS),
+                        generator=generator, **{**OPTIONS.get(name, {}), **kw})
+
+
+def test_registry_lists_every_method_in_the_table():
+    assert set(METHODS) == {"song2022", "dps", "langevin", "scoresde", "ddnm", "ddrm", "pigdm", "dds", "reddiff",
+                            "mcg", "ilvr", "snips"}
+    table = samplers.support_table()
+    assert all(f"`{m}`" in table for m in METHODS) and "needs an exact SVD" in table
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_same_seed_same_image_and_shape(name):
+    prior, op, y = mri_problem(0.05, batch=2)
+    a = _run(name, prior, op, y, torch.Generator().manual_seed(3))
+    b = _run(name, prior, op, y, torch.Generator().manual_seed(3))
+    c = _run(name, prior, op, y, torch.Generator().manual_seed(4))
+    assert a.shape == (2, 1, 8, 8) and a.dtype == torch.complex128
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_batch_of_four_equals_four_single_runs_with_per_item_generators(name):
+    prior, op, y = mri_problem(0.05, batch=4)
+    seeds = [11, 12, 13, 14]
+    batch = _run(name, prior, op, y, [torch.Generator().manual_seed(s) for s in seeds])
+    singles = torch.cat([_run(name, prior, op, y[i:i + 1], [torch.Generator().manual_seed(s)])
+                         for i, s in enumerate(seeds)])
+    torch.testing.assert_close(batch, singles, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_callback_and_counts(name):
+    prior, op, y = mri_problem(0.05, batch=2)
+    seen = []
+    x, stats = _run(name, prior, op, y, torch.Generator().manual_seed(0), callback=seen.append, return_stats=True)
+    assert [d["i"] for d in seen] == list(range(STEPS))
+    assert all(d["x"].shape == x.shape and d["denoised"].shape == x.shape and d["sigma"] > 0 for d in seen)
+    per_step, backward = COST.get(name, (1, 0))
+    assert (stats.nfe, stats.backward_passes) == (per_step * STEPS, backward * STEPS)
+    assert stats.seconds > 0
+
+
+@pytest.mark.parametrize("name", PROJECTION)
+@pytest.mark.parametrize("problem", ["mri", "ct"])
+def test_projection_methods_reproduce_noiseless_measurements(name, problem):
+    """‖A x̂ − y‖/‖y‖ ≤ 1e-3 for noiseless y; CT through the CG pseudo-inverse (DDRM: the dense SVD)."""
+    prior, op, y = mri_problem(0.0, 2) if problem == "mri" else ct_problem(0.0, 2, with_svd=name == "ddrm")
+    x = _run(name, prior, op, y, torch.Generator().manual_seed(0), noise_std=0.0)
+    assert float((op.forward(x) - y).norm() / y.norm()) <= 1e-3
+
+
+def test_cg_pseudo_inverse_path_matches_the_svd_path():
+    _, op_cg, y = ct_problem(0.0, 2, with_svd=False)
+    prior, op_svd, _ = ct_problem(0.0, 2, with_svd=True)
+    a = _run("song2022", prior, op_cg, y, torch.Generator().manual_seed(5), noise_std=0.0)
+    b = _run("song2022", prior, op_svd, y, torch.Generator().manual_seed(5), noise_std=0.0)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ddrm", "snips"])
+def test_svd_methods_refuse_operators_without_svd(name):
+    prior, op, y = ct_problem(0.05, 1, with_svd=False)
+    with pytest.raises(MedreconError, match="exact SVD"):
+        _run(name, prior, op, y, None)
+
+
+def test_ccdf_warm_start_runs_the_last_fraction_from_the_given_image():
+    prior, op, y = mri_problem(0.0, 2)
+    x_init = op.adjoint(y)  # zero-filled
+    x, stats = samplers.run("scoresde", prior, op, y, steps=50, start_from=x_init, t0=0.2,
+                            generator=torch.Generator().manual_seed(0), return_stats=True)
+    assert stats.nfe == 2 * 10
+    assert float((op.forward(x) - y).norm() / y.norm()) <= 1e-3
+    with pytest.raises(MedreconError, match="t0"):
+        samplers.run("scoresde", prior, op, y, start_from=x_init)
+    with pytest.raises(MedreconError, match="start_from"):
+        samplers.run("scoresde", prior, op, y, steps=4, start_from=x_init[:1], t0=0.5)
+
+
+def test_bad_input_is_named():
+    prior, op, y = mri_problem(0.0, 1)
+    with pytest.raises(MedreconError, match="available"):
+        samplers.run("nope", prior, op, y)
+    with pytest.raises(MedreconError, match=r"\[B, 1, 8, 8\]"):
+        samplers.run("dps", prior, op, y[..., :4], steps=2)
+    with pytest.raises(MedreconError, match="scale"):
+        samplers.run("dps", prior, op, y, steps=2, scael=1.0)
+    with pytest.raises(MedreconError, match="noise_std"):
+        samplers.run("dps", prior, op, y, steps=2, noise_std=-1.0)
+
+
+def test_schedules_are_decreasing_and_end_in_zero():
+    for s in (schedules.karras(10, 0.002, 80.0), schedules.ve_geometric(10, 0.01, 378.0), schedules.vp_linear(10)):
+        assert s[-1] == 0 and bool((s[:-1] > s[1:]).all()) and s.numel() == 11
+    k = schedules.karras(5, 0.002, 80.0)
+    assert torch.isclose(k[0], torch.tensor(80.0, dtype=k.dtype)) and torch.isclose(k[4], torch.tensor(0.002, dtype=k.dtype))
+    vp = schedules.vp_linear(1000)
+    assert abs(float(vp[-2]) - 0.01) < 1e-4 and 150 < float(vp[0]) < 160  # σ(t=0) = √(β₀/(1−β₀)), σ(t=999) ≈ 157
+    assert schedules.truncate(schedules.ve_geometric(50), 0.2).numel() == 11
+    with pytest.raises(ValueError):
+        schedules.karras(0)
