@@ -1,0 +1,125 @@
+"""DICOM input through pydicom: one file (a slice) or a series folder (a volume).
+
+Pixel values become physical values with the modality LUT: ``value = stored · RescaleSlope +
+RescaleIntercept`` (for CT this is Hounsfield units). A folder is read as one series; its slices
+are sorted along the slice normal ``n = row_cosines × column_cosines`` (from
+``ImageOrientationPatient``) by ``n · ImagePositionPatient``, or by ``InstanceNumber`` when
+positions are absent. Files that are not DICOM are skipped; a folder holding several series is
+an error that lists them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from medrecon import MedreconError
+
+__all__ = ["DicomVolume", "read_dicom"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass
+class DicomVolume:
+    """``volume``: float32 ``[S, H, W]`` physical values (HU for CT); ``pixel_spacing``: (row, column) mm;
+    ``slice_spacing``: mm between sorted slices (``SliceThickness`` for one slice, ``None`` if unknown);
+    ``modality``: the DICOM Modality (``"CT"``, ``"MR"``, …); ``rescaled``: whether a rescale slope/intercept was present."""
+
+    volume: np.ndarray
+    pixel_spacing: tuple[float, float]
+    slice_spacing: Optional[float]
+    modality: str
+    rescaled: bool
+    files: list[Path]
+
+
+def _dcmread(path: Path, stop_before_pixels: bool = False):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels)
+    except (InvalidDicomError, OSError, EOFError) as err:
+        raise MedreconError(f"{path}: not a readable DICOM file ({err})") from None
+
+
+def _pixels(ds, path: Path) -> tuple[np.ndarray, bool]:
+    try:
+        arr = ds.pixel_array.astype(np.float32)
+    except Exception as err:  # pydicom raises many types for missing/compressed pixel data
+        raise MedreconError(f"{path}: cannot decode the DICOM pixel data ({err})") from None
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and getattr(ds, "SamplesPerPixel", 1) > 1:
+        arr = arr[..., :3].mean(axis=-1)
+    slope = getattr(ds, "RescaleSlope", None)
+    intercept = getattr(ds, "RescaleIntercept", None)
+    rescaled = slope is not None or intercept is not None
+    arr = arr * float(slope if slope is not None else 1.0) + float(intercept if intercept is not None else 0.0)
+    return arr, rescaled
+
+
+def _position(ds) -> Optional[float]:
+    pos = getattr(ds, "ImagePositionPatient", None)
+    ori = getattr(ds, "ImageOrientationPatient", None)
+    if pos is None:
+        return None
+    normal = np.cross(np.asarray(ori[:3], float), np.asarray(ori[3:], float)) if ori is not None else np.array([0.0, 0.0, 1.0])
+    return float(np.dot(normal, np.asarray(pos, float)))
+
+
+def read_dicom(path: PathLike) -> DicomVolume:
+    """Read a DICOM file (→ ``[1, H, W]``, or ``[F, H, W]`` for a multi-frame file) or a series folder."""
+    p = Path(path)
+    if not p.exists():
+        raise MedreconError(f"{p}: no such file or folder")
+    if p.is_file():
+        ds = _dcmread(p)
+        arr, rescaled = _pixels(ds, p)
+        vol = arr[None] if arr.ndim == 2 else arr
+        thickness = getattr(ds, "SliceThickness", None)
+        return DicomVolume(vol.astype(np.float32), _spacing(ds), float(thickness) if thickness else None,
+                           str(getattr(ds, "Modality", "")), rescaled, [p])
+
+    headers = []
+    for f in sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")):
+        try:
+            headers.append((f, _dcmread(f, stop_before_pixels=True)))
+        except MedreconError:
+            continue
+    if not headers:
+        raise MedreconError(f"{p}: the folder holds no DICOM files")
+    series = {str(getattr(h, "SeriesInstanceUID", "")) for _, h in headers}
+    if len(series) > 1:
+        raise MedreconError(f"{p}: the folder holds {len(series)} DICOM series ({', '.join(sorted(series)[:4])}); pass one series folder")
+    positions = [_position(h) for _, h in headers]
+    if all(v is not None for v in positions):
+        order = np.argsort(positions, kind="stable")
+    else:
+        order = np.argsort([int(getattr(h, "InstanceNumber", i)) for i, (_, h) in enumerate(headers)], kind="stable")
+    files = [headers[i][0] for i in order]
+    slices, flags = [], []
+    for f in files:
+        arr, rescaled = _pixels(_dcmread(f), f)
+        if slices and arr.shape != slices[0].shape:
+            raise MedreconError(f"{f}: slice of size {arr.shape} differs from the series' {slices[0].shape}")
+        slices.append(arr)
+        flags.append(rescaled)
+    first = headers[order[0]][1]
+    spacing = None
+    if len(files) > 1 and all(v is not None for v in positions):
+        sorted_pos = np.sort(np.asarray(positions, float))
+        spacing = float(np.median(np.diff(sorted_pos)))
+    elif getattr(first, "SliceThickness", None):
+        spacing = float(first.SliceThickness)
+    return DicomVolume(np.stack(slices).astype(np.float32), _spacing(first), spacing,
+                       str(getattr(first, "Modality", "")), all(flags), files)
+
+
+def _spacing(ds) -> tuple[float, float]:
+    ps = getattr(ds, "PixelSpacing", None)
+    if ps is None:
+        return (1.0, 1.0)
+    return (float(ps[0]), float(ps[1]))

@@ -1,0 +1,204 @@
+"""The `medrecon` command: simulate → recon → evaluate, errors (one line, exit 2, no output), folder
+resume, and torchrun sharding with gloo on the CPU."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from skimage.data import shepp_logan_phantom
+from skimage.transform import resize
+
+from medrecon import MedreconError
+from medrecon.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "phantom.npy"
+    np.save(path, resize(shepp_logan_phantom(), (48, 48), anti_aliasing=True).astype(np.float32))
+    return path
+
+
+def run_cli(*argv) -> int:
+    return main([str(a) for a in argv])
+
+
+def evaluate_json(capsys, ref, rec) -> dict:
+    capsys.readouterr()
+    assert run_cli("evaluate", "--reference", ref, "--recon", rec, "--json") == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_mri_simulate_recon_evaluate(tmp_path, image, capsys):
+    sim = tmp_path / "mri.h5"
+    assert run_cli("simulate", "mri", "--image", image, "--out", sim, "--quiet") == 0
+    with h5py.File(sim) as hf:
+        assert hf["kspace"].shape == (1, 48, 48) and "reconstruction_esc" in hf and hf["mask"].shape == (48,)
+        assert hf.attrs["acceleration"] == 4.0
+    assert run_cli("recon", sim, "--method", "zero-filled", "--out", tmp_path / "zf.h5", "--quiet") == 0
+    assert run_cli("recon", sim, "--method", "tv", "--out", tmp_path / "tv.h5", "--quiet") == 0
+    zf, tv = evaluate_json(capsys, sim, tmp_path / "zf.h5"), evaluate_json(capsys, sim, tmp_path / "tv.h5")
+    assert tv["psnr"] > zf["psnr"] + 1.0 and tv["ssim"] > zf["ssim"]
+    with h5py.File(tmp_path / "tv.h5") as hf:
+        assert hf["reconstruction"].shape == (1, 48, 48) and hf["reconstruction"].dtype == np.float32
+
+
+def test_multicoil_simulation_and_nifti_output(tmp_path, image):
+    sim = tmp_path / "mc.h5"
+    assert run_cli("simulate", "mri", "--image", image, "--out", sim, "--coils", "4", "--center-fraction", "0.25",
+                   "--acceleration", "2", "--quiet") == 0
+    with h5py.File(sim) as hf:
+        assert hf["kspace"].shape == (1, 4, 48, 48) and "reconstruction_rss" in hf
+    assert run_cli("recon", sim, "--method", "sense", "--out", tmp_path / "mc.nii.gz", "--quiet") == 0
+    import nibabel as nib
+
+    assert nib.load(str(tmp_path / "mc.nii.gz")).shape == (48, 48, 1)
+
+
+def test_ct_simulate_recon_evaluate(tmp_path, image, capsys):
+    sim = tmp_path / "ct.h5"
+    assert run_cli("simulate", "ct", "--image", image, "--out", sim, "--views", "30", "--size", "32", "--quiet") == 0
+    assert run_cli("recon", sim, "--method", "fbp", "--out", tmp_path / "fbp.h5", "--quiet") == 0
+    res = evaluate_json(capsys, sim, tmp_path / "fbp.h5")
+    assert res["psnr"] > 15.0 and "max − min" in res["data_range"]
+
+
+def test_fully_sampled_input_is_undersampled_on_request(tmp_path, image):
+    full = tmp_path / "full.h5"
+    assert run_cli("simulate", "mri", "--image", image, "--out", full, "--acceleration", "1", "--quiet") == 0
+    from medrecon.recon import load_problem
+
+    p = load_problem(full, acceleration=4, center_fraction=0.08)
+    assert p.info["mask"].startswith("generated equispaced_fraction 4x") and 3.5 < p.info["acceleration"] < 4.5
+
+
+# -- errors: one line on stderr, exit 2, no output ------------------------------------------------
+def _fails(capsys, tmp_path, *argv, match):
+    out = tmp_path / "out.h5"
+    assert run_cli(*argv, "--out", out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("medrecon: error: ") and match in err[0], err
+    assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+
+
+def test_error_missing_file(tmp_path, capsys):
+    _fails(capsys, tmp_path, "recon", tmp_path / "none.h5", "--method", "tv", match="none.h5: no such file")
+
+
+def test_error_not_hdf5(tmp_path, capsys):
+    (tmp_path / "bad.h5").write_text("text")
+    _fails(capsys, tmp_path, "recon", tmp_path / "bad.h5", match="bad.h5: not an HDF5 file")
+
+
+def test_error_unknown_method(tmp_path, image, capsys):
+    run_cli("simulate", "mri", "--image", image, "--out", tmp_path / "m.h5", "--quiet")
+    _fails(capsys, tmp_path, "recon", tmp_path / "m.h5", "--method", "magic", match="unknown method 'magic'")
+
+
+def test_error_unknown_prior(tmp_path, image, capsys):
+    run_cli("simulate", "mri", "--image", image, "--out", tmp_path / "m.h5", "--quiet")
+    _fails(capsys, tmp_path, "recon", tmp_path / "m.h5", "--method", "dps", "--prior", "no-such-prior",
+           match="unknown prior 'no-such-prior'")
+
+
+def test_error_prior_channels_do_not_match_data(tmp_path, image):
+    from medrecon.recon import load_problem, reconstruct
+
+    run_cli("simulate", "mri", "--image", image, "--out", tmp_path / "m.h5", "--quiet")
+
+    class RealPrior:  # a 1-channel real (CT-like) denoiser offered for complex MRI data
+        name, complex, channels, manifest = "ct-like", False, 1, {"value_scaling": {"kind": "none"}}
+
+        def __call__(self, x, sigma):
+            return x
+
+    with pytest.raises(MedreconError, match=r"has 1 channel\(s\) \(real\) but the data are complex MRI"):
+        reconstruct(load_problem(tmp_path / "m.h5"), "dps", prior=RealPrior(), steps=2)
+
+
+def test_error_exit_code_and_stderr_in_subprocess(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "medrecon", "recon", str(tmp_path / "x.h5"), "--out", str(tmp_path / "o.h5")],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"medrecon: error: {tmp_path / 'x.h5'}: no such file or folder"
+
+
+# -- folders: resume and sharding -----------------------------------------------------------------
+def _make_folder(folder: Path, image: Path, n: int) -> None:
+    folder.mkdir()
+    for i in range(n):
+        assert run_cli("simulate", "mri", "--image", image, "--out", folder / f"f{i}.h5", "--seed", i, "--quiet") == 0
+
+
+def test_folder_rerun_skips_finished_files(tmp_path, image):
+    _make_folder(tmp_path / "in", image, 2)
+    out = tmp_path / "out"
+    assert run_cli("recon", tmp_path / "in", "--method", "zero-filled", "--out", out, "--quiet") == 0
+    log = json.loads((out / "medrecon_log.json").read_text())
+    assert {n: e["status"] for n, e in log["files"].items()} == {"f0.h5": "done", "f1.h5": "done"}
+    assert "psnr" in log["files"]["f0.h5"]["metrics"] and log["files"]["f0.h5"]["seconds"] >= 0
+    (out / "f1.h5").unlink()
+    mtime = (out / "f0.h5").stat().st_mtime_ns
+    assert run_cli("recon", tmp_path / "in", "--method", "zero-filled", "--out", out, "--quiet") == 0
+    log = json.loads((out / "medrecon_log.json").read_text())
+    assert (out / "f0.h5").stat().st_mtime_ns == mtime  # not redone
+    assert log["files"]["f0.h5"]["status"] == "done" and "metrics" in log["files"]["f0.h5"]  # first run's entry kept
+    assert (out / "f1.h5").exists() and log["files"]["f1.h5"]["status"] == "done"
+    assert sorted(os.listdir(out)) == ["f0.h5", "f1.h5", "medrecon_log.json"]
+
+
+def test_torchrun_two_ranks_shard_files(tmp_path, image):
+    _make_folder(tmp_path / "in", image, 3)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "medrecon", "recon", str(tmp_path / "in"), "--method", "zero-filled", "--out", str(tmp_path / "out"),
+           "--device", "cpu", "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = json.loads((tmp_path / "out" / "medrecon_log.json").read_text())
+    entries = log["files"]
+    assert sorted(entries) == ["f0.h5", "f1.h5", "f2.h5"]
+    assert all(e["status"] == "done" for e in entries.values())
+    assert {n: e["rank"] for n, e in entries.items()} == {"f0.h5": 0, "f1.h5": 1, "f2.h5": 0}  # files[r::2]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f0.h5", "f1.h5", "f2.h5", "medrecon_log.json"]
+
+
+def test_help_and_listings(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "simulate" in text and "recon" in text and "evaluate" in text
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "`tv`" in out and "`fbp`" in out
+    assert main(["priors"]) == 0
+
+
+def test_diffusion_path_scales_and_unscales(tmp_path, image):
+    """With D ≡ 0 the DDNM range-null-space step returns A⁺y, so the pipeline's output must equal the
+    zero-filled image whatever the prior's value scaling (checks y_n = y/s and x = s·x_n)."""
+    from medrecon.recon import load_problem, reconstruct
+
+    run_cli("simulate", "mri", "--image", image, "--out", tmp_path / "m.h5", "--quiet")
+    problem = load_problem(tmp_path / "m.h5")
+    zf, _ = reconstruct(problem, "zero-filled")
+
+    class ZeroPrior:
+        name, complex, channels = "zero", True, 2
+        manifest = {"value_scaling": {"kind": "percentile", "percentile": 99.5, "target": 1.0}}
+
+        def __call__(self, x, sigma):
+            return torch.zeros_like(x)
+
+    out, stats = reconstruct(problem, "ddnm", prior=ZeroPrior(), steps=3, seed=1)
+    assert out.shape == zf.shape and stats["nfe"] == 3
+    np.testing.assert_allclose(out, zf, rtol=1e-3, atol=1e-4 * zf.max())
