@@ -63,14 +63,15 @@ def heun_sample(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor) -> to
     return x
 
 
-def heldout(kind: str, n: int, size: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
+def heldout(kind: str, n: int, size: int, device: torch.device, seed: int,
+            anatomy: Optional[str] = None) -> dict[str, torch.Tensor]:
     """``{source name: [n, 1, size, size]}`` held-out images in the data module's value scale."""
     from medrecon.data import make_source  # written by the data engineer; guarded by the caller
 
     out = {}
     for k, name in enumerate(SOURCES[kind]):
         gen = torch.Generator(device=device).manual_seed(10_000 + 97 * seed + k)
-        out[name] = make_source(name, device, split="heldout").sample(n, size, gen)
+        out[name] = make_source(name, device, anatomy_path=anatomy, split="heldout").sample(n, size, gen)
     return out
 
 
@@ -153,6 +154,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--samples", type=int, default=6, help="unconditional samples per prior")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--anatomy", default=None, help="MNI152 npz from data_scripts/export_anatomy.py (default: nilearn)")
     ap.add_argument("--figure", type=Path, default=FIGURE)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -171,7 +173,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"\n[{name}] {m.get('params', '?')} parameters, trained {m['steps']} steps on {m['device']} "
               f"({m['train_seconds'] / 60:.1f} min), patch {prior.image_size}, sigma [{prior.sigma_min}, {prior.sigma_max}]")
         try:
-            data = heldout(kind, args.n, args.size, device, args.seed)
+            data = heldout(kind, args.n, args.size, device, args.seed, args.anatomy)
         except (ImportError, AttributeError, MedreconError, OSError) as err:
             print(f"  held-out data unavailable ({type(err).__name__}: {err}); skipping the denoising table")
             data = {}
