@@ -63,7 +63,9 @@ def sigma_tensor(sigma: Sigma, x: torch.Tensor) -> torch.Tensor:
             f"sigma must be a float or hold 1 or B={batch} values (x has shape {tuple(x.shape)}), "
             f"received {s.numel()} values"
         )
-    if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
+    # The value check reads the tensor back to the host: skip it for device tensors (no sync per
+    # evaluation, and CUDA-graph capture stays possible); floats and CPU tensors are checked.
+    if s.device.type == "cpu" and (not bool(torch.isfinite(s).all()) or bool((s < 0).any())):
         raise MedreconError(f"sigma must be finite and ≥ 0, received {s.tolist()}")
     return s
 
