@@ -10,6 +10,9 @@ process** (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` after the work minus th
 inputs already allocated). ``tracemalloc`` cannot see torch's allocator, and an in-process RSS delta
 would be hidden by memory freed earlier in the same process, hence one subprocess per row.
 
+On the CPU ``physics.Radon`` runs the numba kernels of ``physics.kernels.ct_numba``, which use
+``torch.get_num_threads()`` threads (so ``--threads`` sets both); a 16² warm-up loads them first.
+
 Usage: ``python benchmarks/operators.py [--repeats 3] [--threads 1] [--quick]``. Timings on a shared machine are
 noisy; compare ratios from the same run only.
 """
@@ -51,6 +54,10 @@ def _measure(kind: str, size: int, views: int, repeats: int, threads: int, queue
             op = Radon(ParallelBeam(size, torch.arange(views, dtype=torch.float64) * math.pi / views))
             x = torch.tensor(img, dtype=torch.float32)[None, None]
             run = lambda: op.adjoint(op(x))  # noqa: E731
+            # warm-up on a 16² problem: loads (or JIT-compiles) the numba CPU kernels, like an import,
+            # before the timing and the memory baseline
+            tiny = Radon(ParallelBeam(16, torch.arange(4, dtype=torch.float64)))
+            tiny.adjoint(tiny(torch.zeros(1, 1, 16, 16)))
         else:
             from skimage.transform import iradon, radon
 

@@ -66,7 +66,7 @@ from typing import Literal, Optional, Sequence, Union
 
 import torch
 
-from physics.kernels import use_triton
+from physics.kernels import use_numba, use_triton
 from physics.operator import LinearOperator
 
 __all__ = ["ParallelBeam", "FanBeam", "Radon", "FILTERS"]
@@ -614,6 +614,8 @@ class Radon(LinearOperator):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32 and use_triton(x):  # CUDA: the Triton pair of physics.kernels.ct_project
             return importlib.import_module("physics.kernels.ct_project").radon_forward(x, self.geometry)
+        if use_numba(x):  # CPU: the compiled pair of physics.kernels.ct_numba (same discretisation)
+            return importlib.import_module("physics.kernels.ct_numba").radon_forward(x, self.geometry)
         g = self.geometry
         n = g.image_size
         out = x.new_empty(x.shape[0], 1, g.views, g.detectors)
@@ -629,6 +631,8 @@ class Radon(LinearOperator):
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         if y.dtype == torch.float32 and use_triton(y):
             return importlib.import_module("physics.kernels.ct_project").radon_adjoint(y, self.geometry)
+        if use_numba(y):
+            return importlib.import_module("physics.kernels.ct_numba").radon_adjoint(y, self.geometry)
         g = self.geometry
         n = g.image_size
         out = y.new_zeros(y.shape[0], 1, n, n)
@@ -704,6 +708,9 @@ class Radon(LinearOperator):
                 if short:
                     pre = pre * 2.0 * _parker_weights(angles, gamma, median)
                 q = _apply_filter(sino * pre.to(device, dtype), response) * scale
+            if use_numba(q):  # CPU: the same back-projection compiled (physics.kernels.ct_numba)
+                out[sl, 0] = importlib.import_module("physics.kernels.ct_numba").lerp_backproject(q, g, angles, weights)
+                continue
             for ch in self._chunks(n * n, sino.shape[0]):
                 cos = torch.cos(angles[ch]).to(device, dtype)
                 sin = torch.sin(angles[ch]).to(device, dtype)

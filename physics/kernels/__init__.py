@@ -8,6 +8,9 @@ Modules
 ``physics.kernels.ct_project``
     Parallel- and fan-beam forward projection and its exact transpose (gather, no atomics) with the
     discretisation of :mod:`physics.ct`.
+``physics.kernels.ct_numba``
+    The same Joseph pair and the FBP back-projection as compiled CPU kernels (numba, float32 and
+    float64), used by :class:`physics.ct.Radon` for CPU tensors (:func:`use_numba`).
 
 Dispatch
 --------
@@ -19,10 +22,15 @@ Triton interpreter; used by the tests). Inside :func:`interpreted` the ``"auto"`
 the kernels for CPU tensors, so operators wired to these kernels (``physics.ct.Radon``,
 ``physics.mri.MultiCoilMRI``) can be tested end to end on the CPU; inside :func:`torch_only` it
 always picks the torch reference (also for CUDA tensors).
+
+On the CPU, :func:`use_numba` is the rule of :class:`physics.ct.Radon`: its numba kernels run for CPU
+tensors whenever ``numba`` imports, except inside :func:`torch_only` (so the torch reference stays
+selectable and testable) and where the Triton rule already applies.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 from typing import Iterator, Literal
@@ -31,6 +39,7 @@ import torch
 
 __all__ = [
     "Backend", "triton_available", "interpreter_active", "use_triton", "resolve_backend", "interpreted", "torch_only",
+    "numba_available", "use_numba",
 ]
 
 Backend = Literal["auto", "triton", "torch"]
@@ -54,6 +63,21 @@ def use_triton(t: torch.Tensor) -> bool:
     if _DISABLED or not triton_available():
         return False
     return t.is_cuda or (_FORCE_CPU and interpreter_active())
+
+
+@functools.lru_cache(maxsize=None)
+def numba_available() -> bool:
+    """Whether ``numba`` imports (it ships with ``sigpy``; checked once, by importing it)."""
+    try:
+        importlib.import_module("numba")
+    except Exception:  # noqa: BLE001 - a broken install (e.g. numpy mismatch) means "unavailable"
+        return False
+    return True
+
+
+def use_numba(t: torch.Tensor) -> bool:
+    """The CPU rule: numba kernels for a CPU tensor when numba imports, except inside :func:`torch_only`."""
+    return not _DISABLED and t.device.type == "cpu" and numba_available()
 
 
 def resolve_backend(backend: str, t: torch.Tensor) -> bool:
