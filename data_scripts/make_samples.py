@@ -5,6 +5,7 @@
   ``reconstruction_esc`` ``[1, 256, 256]`` float32 = ``|image|``, attributes ``max`` (of the
   reconstruction), ``acquisition`` ("synthetic"), ``patient_id`` ("medrecon-sample"),
   ``norm`` ("magnitude 99.5th percentile = 1"). Fully sampled: the demo undersamples it.
+* ``mri_brain.npy``: the same slice as a float32 magnitude image ``[256, 256]`` (input of the demo).
 * ``ct_head.npy``: one synthetic head CT slice (held-out split), ``[256, 256]`` float32 in
   Hounsfield units (air −1000).
 
@@ -49,15 +50,19 @@ def write_samples(out: Path) -> list[Path]:
         f.attrs.update({"max": float(recon.max()), "acquisition": "synthetic", "patient_id": "medrecon-sample",
                         "norm": "magnitude 99.5th percentile = 1", "source": "medrecon BrainMRI heldout"})
     tmp.replace(mri)
+    magnitude = out / "mri_brain.npy"  # the same slice as a magnitude image, for `medrecon simulate`/the demo
+    tmp = magnitude.with_name("mri_brain.tmp.npy")
+    np.save(tmp, recon[0])
+    tmp.replace(magnitude)
     hu = HeadCT(anatomy, "cpu", split="heldout").hu(1, SIZE, torch.Generator().manual_seed(CT_SEED))
     ct = out / "ct_head.npy"
     tmp = ct.with_name("ct_head.tmp.npy")
     np.save(tmp, hu[0, 0].numpy().astype(np.float32))
     tmp.replace(ct)
-    for path in (mri, ct):
+    for path in (mri, magnitude, ct):
         if path.stat().st_size >= LIMIT_BYTES:
             raise RuntimeError(f"{path} is {path.stat().st_size} bytes, over the {LIMIT_BYTES}-byte limit")
-    return [mri, ct]
+    return [mri, magnitude, ct]
 
 
 def main(argv: list[str] | None = None) -> int:

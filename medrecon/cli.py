@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="reconstruct bundled MRI and CT samples; PNG figure + table", formatter_class=_Formatter)
     d.add_argument("--out", default="demo_out", help="output folder")
-    d.add_argument("--steps", type=int, default=50, help="diffusion steps (≤ 100 NFE)")
+    d.add_argument("--steps", type=int, default=100, help="diffusion steps (≤ 100 NFE)")
     d.add_argument("--no-diffusion", action="store_true", help="classical methods only")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)

@@ -5,7 +5,7 @@ Cases (images from ``data_scripts/samples/`` when present — the first ``*mri*`
 file there — else generated in code from scikit-image's Shepp–Logan phantom at 128×128):
 
 * MRI: single-coil, 4× equispaced-fraction mask (8 % centre), simulated with
-  :func:`medrecon.io.simulate.simulate_mri`; methods zero-filled, TV, and ``dds`` with the ``mri`` prior.
+  :func:`medrecon.io.simulate.simulate_mri`; methods zero-filled, TV, and ``ddnm`` with the ``mri`` prior.
 * CT: parallel beam, 60 views over 180°, 10⁶ photons per bin; methods FBP, TV, and ``dds`` with
   the ``ct`` prior.
 
@@ -63,7 +63,7 @@ def _diffusion_available(modality: str) -> Optional[str]:
     return None
 
 
-def run_demo(out: Union[str, Path], *, steps: int = 50, quiet: bool = False, diffusion: bool = True) -> dict:
+def run_demo(out: Union[str, Path], *, steps: int = 100, quiet: bool = False, diffusion: bool = True) -> dict:
     """Run both cases, write ``out/demo.png`` and ``out/demo.json``, print the table; return the results."""
     from medrecon import metrics
     from medrecon.io import save_figure
@@ -77,7 +77,7 @@ def run_demo(out: Union[str, Path], *, steps: int = 50, quiet: bool = False, dif
     steps = min(int(steps), 100)
     cases = {
         "mri": (simulate_mri(images["mri"], out / "mri_4x.h5", size=DEMO_SIZE, acceleration=4, noise=0.002),
-                [("zero-filled", {}), ("tv", {})], "dds"),
+                [("zero-filled", {}), ("tv", {})], "ddnm"),
         "ct": (simulate_ct(images["ct"], out / "ct_60views.h5", size=DEMO_SIZE, views=60, dose=1e6),
                [("fbp", {}), ("tv", {"iterations": 20})], "dds"),
     }
