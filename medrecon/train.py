@@ -64,6 +64,7 @@ _RESUME_KEYS = (
     "data", "anatomy", "split", "patch", "batch", "lr", "warmup_steps", "weight_decay", "grad_clip",
     "ema_halflife", "ema_rampup", "model_channels", "channel_mult", "num_blocks", "attn_levels",
     "dropout", "sigma_data", "sigma_min", "sigma_max", "p_mean", "p_std", "seed",
+    "crop_from", "crop_fraction", "init_from",
 )
 
 
@@ -150,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split", default="train", help="data split of the source")
     g.add_argument("--patch", type=int, default=128, help="training image size (square patches)")
     g.add_argument("--batch", type=int, default=64, help="global batch size (split over DDP ranks)")
+    g.add_argument("--crop-from", type=int, default=0,
+                   help="patch training: a fraction of each batch are random --patch crops of images "
+                        "generated at this size (0: whole images only)")
+    g.add_argument("--crop-fraction", type=float, default=0.5, help="share of crops in each batch with --crop-from")
     g.add_argument("--workers", type=int, default=0,
                    help="data-loading workers for file-backed sources (generated sources ignore it)")
 
@@ -162,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--attn-levels", type=_int_list, default=[3],
                    help="resolution levels (0 = full resolution) with self-attention; '' for none")
     g.add_argument("--dropout", type=float, default=0.0)
+    g.add_argument("--init-from", default=None,
+                   help="start from an exported prior (name or path; same architecture), e.g. to fine-tune "
+                        "on new data; its sigma_data is kept unless --sigma-data is given")
     g.add_argument("--sigma-data", type=_sigma_data_arg, default="auto",
                    help="σ_d of the EDM preconditioning and loss, or 'auto': the RMS per real "
                         "component of 256 training images")
@@ -607,12 +615,21 @@ def _run(args: argparse.Namespace, ddp: _Dist, device: torch.device, source: Any
     # Data: one generator per rank for images and one for the loss noise, both on the device.
     if source is None:
         source = make_training_source(args.data, device, args.anatomy, args.split)
+        if args.crop_from:
+            from medrecon.data.synthetic import Crops
+
+            source = Crops(source, args.crop_from, args.crop_fraction)
     data_gen = torch.Generator(device=device).manual_seed(_seed_for(args.seed, ddp.rank, 0))
     noise_gen = torch.Generator(device=device).manual_seed(_seed_for(args.seed, ddp.rank, 1))
     generators = {"data": data_gen, "noise": noise_gen}
     value_scaling = manifest_value_scaling(source)  # fail before training, not at export
-    sigma_data = (estimate_sigma_data(source, args.patch, device, args.seed) if args.sigma_data == "auto"
-                  else float(args.sigma_data))
+    init = priors.load(args.init_from, device="cpu") if args.init_from else None
+    if args.sigma_data != "auto":
+        sigma_data = float(args.sigma_data)
+    elif init is not None:
+        sigma_data = float(init.sigma_data)
+    else:
+        sigma_data = estimate_sigma_data(source, args.patch, device, args.seed)
 
     # Model (initialised from the seed without touching the global RNG), EMA, optimiser.
     config = unet_config(args, source)
@@ -620,6 +637,12 @@ def _run(args: argparse.Namespace, ddp: _Dist, device: torch.device, source: Any
         torch.manual_seed(_seed_for(args.seed, 0, 2))
         model = build_denoiser(config, sigma_data, args.sigma_min, args.sigma_max, bool(source.complex)).to(device)
     config = next(m for m in model.modules() if isinstance(m, priors.UNet)).config  # the full UNet config
+    if init is not None:
+        if init.manifest["config"] != config or bool(init.complex) != bool(source.complex):
+            raise MedreconError(f"--init-from {args.init_from}: its network {init.manifest['config']} "
+                                f"(complex={init.complex}) differs from this run's {config} (complex={source.complex})")
+        precond = next(m for m in model.modules() if isinstance(m, priors.EDMPrecond))
+        precond.load_state_dict(init.precond.state_dict())
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.999), eps=1e-8,
@@ -699,6 +722,10 @@ def _run(args: argparse.Namespace, ddp: _Dist, device: torch.device, source: Any
                 "seed": args.seed,
                 "parameters": n_params,
                 "stopped_by": stopped_by,
+                "init_from": None if init is None else {
+                    "path": str(init.path), "sha256": init.manifest["sha256"], "steps": init.manifest["steps"],
+                    "device": init.manifest.get("device"), "train_seconds": init.manifest.get("train_seconds")},
+                "crops": {"crop_from": args.crop_from, "fraction": args.crop_fraction} if args.crop_from else None,
             },
         }
 

@@ -32,7 +32,7 @@ from medrecon import MedreconError
 __all__ = [
     "Source", "MRI_SCALING", "CT_SCALING", "magnitude_scale", "normalise_magnitude", "hu_to_unit",
     "unit_to_hu", "check_generator",
-    "make_source", "SOURCES", "BrainMRI", "BodyMRI", "HeadCT", "BodyCT", "Mixture",
+    "make_source", "SOURCES", "BrainMRI", "BodyMRI", "HeadCT", "BodyCT", "Mixture", "Crops",
     "FastMRISource", "NiftiSource", "DicomSource", "Anatomy", "load_anatomy", "export_anatomy",
 ]
 
@@ -54,7 +54,7 @@ CT_SCALING: dict[str, Any] = {
 
 _LAZY = {
     "make_source": "synthetic", "SOURCES": "synthetic", "BrainMRI": "synthetic", "BodyMRI": "synthetic",
-    "HeadCT": "synthetic", "BodyCT": "synthetic", "Mixture": "synthetic",
+    "HeadCT": "synthetic", "BodyCT": "synthetic", "Mixture": "synthetic", "Crops": "synthetic",
     "FastMRISource": "sources", "NiftiSource": "sources", "DicomSource": "sources",
     "Anatomy": "anatomy", "load_anatomy": "anatomy", "export_anatomy": "anatomy",
 }

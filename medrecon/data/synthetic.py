@@ -55,7 +55,7 @@ from medrecon.data import CT_SCALING, MRI_SCALING, Source, as_device, hu_to_unit
 from medrecon.data.anatomy import MAP_NAMES, PROXIMITY_MM, Anatomy, load_anatomy
 
 __all__ = [
-    "BrainMRI", "BodyMRI", "HeadCT", "BodyCT", "Mixture", "make_source", "SOURCES",
+    "BrainMRI", "BodyMRI", "HeadCT", "BodyCT", "Mixture", "Crops", "make_source", "SOURCES",
     "slice_intervals", "SLICE_RANGE", "HELDOUT_BANDS", "SPLIT_GUARD",
 ]
 
@@ -720,6 +720,48 @@ class Mixture(Source):
                 out[idx] = source.sample(idx.numel(), size, generator)
         return out
 
+
+
+class Crops(Source):
+    """Patch-based training data (in the spirit of PaDIS, Hu et al. 2024): a fraction of each batch
+    are random ``size``² crops of ``crop_from``² images of ``source``, the rest whole ``size``² images.
+
+    Whole images teach the global layout (an object on a background); crops teach local anatomy at
+    twice the scale and tissue that fills the field of view, as in real clinical slices (e.g. a knee
+    or abdomen cropped to the scanner's FOV), which whole generated images never show. Crops keep
+    their parent image's value scale. Offsets are drawn per image from ``generator``.
+    """
+
+    def __init__(self, source: Source, crop_from: int, fraction: float = 0.5) -> None:
+        if not 0.0 <= float(fraction) <= 1.0:
+            raise MedreconError(f"Crops: fraction must lie in [0, 1], received {fraction}")
+        if int(crop_from) != crop_from or crop_from < 8:
+            raise MedreconError(f"Crops: crop_from must be an integer >= 8, received {crop_from!r}")
+        self.source, self.crop_from, self.fraction = source, int(crop_from), float(fraction)
+        self.complex, self.device = source.complex, source.device
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        return {"generator": "Crops", "crop_from": self.crop_from, "crop_fraction": self.fraction,
+                "source": self.source.recipe}
+
+    def _sample(self, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+        if self.crop_from < size:
+            raise MedreconError(f"Crops: crop_from ({self.crop_from}) must be >= the sample size ({size})")
+        n_crop = int(round(self.fraction * n))
+        parts = []
+        if n_crop:
+            big = self.source.sample(n_crop, self.crop_from, generator)[:, 0]          # [m, S, S]
+            span = self.crop_from - size + 1
+            oy = torch.randint(0, span, (n_crop,), device=self.device, generator=generator)
+            ox = torch.randint(0, span, (n_crop,), device=self.device, generator=generator)
+            idx = torch.arange(size, device=self.device)
+            rows, cols = (oy[:, None] + idx)[:, :, None], (ox[:, None] + idx)[:, None, :]
+            item = torch.arange(n_crop, device=self.device)[:, None, None]
+            parts.append(big[item, rows, cols][:, None])
+        if n - n_crop:
+            parts.append(self.source.sample(n - n_crop, size, generator))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 # --------------------------------------------------------------------------------------------
 

@@ -380,3 +380,43 @@ def test_dicom_source_rejects_non_dicom(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(MedreconError, match="notes.txt"):
         DicomSource(tmp_path, "cpu")
+
+
+class _Coordinates(Source):
+    """Image k of size S holds 1000·k + row·S + col: every crop says where it came from."""
+
+    complex, device, recipe = False, torch.device("cpu"), {"kind": "coordinates"}
+
+    def _sample(self, n, size, generator):
+        grid = torch.arange(size * size, dtype=torch.float32).reshape(1, 1, size, size)
+        return grid + 1e6 * torch.arange(n, dtype=torch.float32).reshape(n, 1, 1, 1)
+
+
+def test_crops_are_windows_of_their_parent_images_with_the_rest_whole():
+    from medrecon.data.synthetic import Crops
+
+    src = Crops(_Coordinates(), crop_from=32, fraction=0.5)
+    out = src.sample(6, 16, torch.Generator().manual_seed(3))
+    assert out.shape == (6, 1, 16, 16)
+    for k in range(3):  # crops: contiguous 16x16 windows of a 32x32 parent
+        patch = out[k, 0] - 1e6 * k
+        r0, c0 = divmod(int(patch[0, 0]), 32)
+        expected = (torch.arange(16)[:, None] + r0) * 32 + (torch.arange(16)[None, :] + c0)
+        assert torch.equal(patch, expected.float())
+    offsets = {int(out[k, 0, 0, 0] - 1e6 * k) for k in range(3)}
+    assert len(offsets) > 1  # drawn per image
+    whole = torch.arange(256, dtype=torch.float32).reshape(16, 16)
+    for k in range(3, 6):
+        assert torch.equal(out[k, 0] - 1e6 * (k - 3), whole)
+    again = Crops(_Coordinates(), crop_from=32, fraction=0.5).sample(6, 16, torch.Generator().manual_seed(3))
+    assert torch.equal(out, again)
+    assert src.recipe["generator"] == "Crops" and src.recipe["source"] == {"kind": "coordinates"}
+
+
+def test_crops_reject_bad_settings():
+    from medrecon.data.synthetic import Crops
+
+    with pytest.raises(MedreconError):
+        Crops(_Coordinates(), crop_from=32, fraction=1.5)
+    with pytest.raises(MedreconError):
+        Crops(_Coordinates(), crop_from=8, fraction=0.5).sample(2, 16, torch.Generator())

@@ -342,3 +342,24 @@ def test_module_entry_point_prints_help():
     assert out.returncode == 0
     for option in ("--time-limit", "--checkpoint-every", "--export-every", "--ema-halflife", "--anatomy"):
         assert option in out.stdout
+
+
+def test_init_from_starts_at_the_exported_weights(tmp_path):
+    """--init-from copies an exported prior's weights and σ_data; with a negligible lr the export is unchanged."""
+    from medrecon import priors
+
+    first = train.run(parse(tiny_args(tmp_path, "a", "--steps", "3")), source=PatternSource(complex=True))
+    again = train.run(parse(tiny_args(tmp_path, "b", "--steps", "2", "--lr", "1e-30", "--seed", "7",
+                                      "--init-from", str(first.export_path))), source=PatternSource(complex=True))
+    a, b = priors.load(str(first.export_path)), priors.load(str(again.export_path))
+    assert b.sigma_data == a.sigma_data
+    assert b.manifest["training"]["init_from"]["sha256"] == a.manifest["sha256"]
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(pb, pa, rtol=1e-3, atol=1e-6, msg=name)  # EMA/fp16 rounding only
+
+
+def test_init_from_refuses_another_architecture(tmp_path):
+    first = train.run(parse(tiny_args(tmp_path, "a", "--steps", "1")), source=PatternSource(complex=True))
+    args = parse(tiny_args(tmp_path, "b", "--steps", "1", "--model-channels", "16", "--init-from", str(first.export_path)))
+    with pytest.raises(MedreconError, match="differs from this run"):
+        train.run(args, source=PatternSource(complex=True))
