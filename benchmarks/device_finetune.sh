@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Second device call: fine-tune the shipped priors on patch crops (--crop-from), then measure.
+#
+#   bash benchmarks/device_finetune.sh OUTDIR [TRAIN_SECONDS] [QUALITY_SECONDS]
+#
+# Starts from checkpoints/{mri,ct} (--init-from), trains both concurrently on the one GPU with half
+# of every batch made of random 128² crops of 256² generated images, exports the EMA weights, prints
+# the priors' quality table, then runs the GPU plan of benchmarks/quality.py (official settings).
+set -u
+OUT=${1:?usage: device_finetune.sh OUTDIR [TRAIN_SECONDS] [QUALITY_SECONDS]}
+TRAIN_SECONDS=${2:-170}
+QUALITY_SECONDS=${3:-100}
+mkdir -p "$OUT/logs"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name --format=csv,noheader | tee "$OUT/logs/gpu.txt"
+COMMON=(--anatomy .devdata/mni152.npz --patch 128 --batch 64 --crop-from 256 --crop-fraction 0.5
+        --model-channels 32 --channel-mult 1,2,3,4 --num-blocks 1,2,2,2 --attn-levels 3 --lr 2e-4
+        --warmup-steps 50 --ema-halflife 10000 --steps 100000 --time-limit "$TRAIN_SECONDS" --device cuda
+        --amp bf16 --checkpoint-every 1000 --export-every 250 --log-every 50 --quiet)
+for r in mri ct; do
+    python3 -m medrecon.train --data $r-mixed --init-from checkpoints/$r.safetensors --out "$OUT/$r" \
+        --run-dir /tmp/runs/$r --seed 11 "${COMMON[@]}" > "$OUT/logs/train-$r.log" 2>&1 &
+done
+wait
+for r in mri ct; do cp /tmp/runs/$r/log.csv "$OUT/logs/finetune-$r.csv" 2>/dev/null; done
+MEDRECON_CHECKPOINTS="$OUT" timeout 40 python3 benchmarks/priors.py --device cuda --anatomy .devdata/mni152.npz \
+    --size 256 --steps 64 --n 32 --figure "$OUT/logs/prior_samples.png" > "$OUT/logs/priors-bench.log" 2>&1
+if [ -f benchmarks/quality.py ]; then
+    MEDRECON_CHECKPOINTS="$OUT" timeout "$QUALITY_SECONDS" python3 benchmarks/quality.py --gpu-plan --device cuda \
+        --anatomy .devdata/mni152.npz --json "$OUT/logs/quality-gpu.json" > "$OUT/logs/quality-gpu.log" 2>&1
+fi
+tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs && rm -rf "$OUT/logs"
+ls -la "$OUT"
