@@ -9,10 +9,12 @@ callback=None, **hparams)`` over a VE noise schedule ending in 0 (:mod:`.schedul
 for VP/DDPM models run on the linear-β DDPM schedule mapped to VE σ. :func:`run` builds the schedule
 from the method's official defaults, counts denoiser evaluations and backward passes, and offers the
 CCDF warm start (Chung, Sim & Ye, CVPR 2022) for every method: ``start_from=x̃₀, t0=…`` starts at
-σ(t0) from ``x̃₀ + σ(t0)·n`` and runs only the last ``t0`` fraction of the steps.
+σ(t0) from ``x̃₀ + σ(t0)·n`` and runs only the last ``t0`` fraction of the steps, and coarse-to-fine
+sampling (:mod:`.pyramid`, ``coarse_to_fine={"factor": 2, "until_sigma": σ}``) for the diffusion samplers.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from dataclasses import dataclass, field
@@ -27,10 +29,14 @@ from medrecon.samplers.ddnm import sample_ddnm
 from medrecon.samplers.ddrm import sample_ddrm
 from medrecon.samplers.dds import sample_dds
 from medrecon.samplers.dps import sample_dps
+from medrecon.samplers.feng2023 import sample_feng2023
 from medrecon.samplers.ilvr import sample_ilvr
 from medrecon.samplers.langevin import sample_langevin
 from medrecon.samplers.mcg import sample_mcg
 from medrecon.samplers.pigdm import sample_pigdm
+from medrecon.samplers.pyramid import coarse_to_fine as _coarse_to_fine
+from medrecon.samplers.pyramid import parse as _parse_coarse_to_fine
+from medrecon.samplers.recguide import sample_recguide
 from medrecon.samplers.reddiff import sample_reddiff
 from medrecon.samplers.scoresde import sample_scoresde
 from medrecon.samplers.snips import sample_snips
@@ -53,6 +59,8 @@ class Method:
     noise: str = "noisy"  # "noisy" (uses σ_y) or "noiseless" (assumes y = Ax)
     posterior: bool = False  # claims to sample p(x | y) (in the limit of small steps)
     defaults: dict = field(default_factory=dict)
+    pyramid: bool = True  # accepts run(..., coarse_to_fine=...) (a σ-schedule sampler)
+    posterior_note: Optional[str] = None  # overrides the table's "samples p(x|y)" cell
 
 
 METHODS: dict[str, Method] = {
@@ -73,6 +81,11 @@ METHODS: dict[str, Method] = {
                    noise="noiseless"),
     "snips": Method(sample_snips, "Kawar, Vaksman & Elad, NeurIPS 2021", "ve", 500, (0.01, 90.0), "svd",
                     posterior=True),
+    "recguide": Method(sample_recguide, "Ho, Salimans, Gritsenko, Chan, Norouzi & Fleet, NeurIPS 2022", "vp", 1000),
+    # steps = Adam iterations of the flow; the schedule's end points are the ODE's σ range
+    "feng2023": Method(sample_feng2023, "Feng, Smith, Rubinstein, Chang, Bouman & Freeman, ICCV 2023", "ve", 500,
+                       (0.01, 100.0), pyramid=False,
+                       posterior_note="variational: RealNVP q ≈ p(x|y) (exact ODE log-prior); ≤ 64² pixels"),
 }
 
 
@@ -135,13 +148,15 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
         steps: Optional[int] = None, generator: Generator = None, callback: Optional[Callable[[dict], None]] = None,
         start_from: Optional[torch.Tensor] = None, t0: Optional[float] = None, return_stats: bool = False,
         sigma_min: Optional[float] = None, sigma_max: Optional[float] = None, schedule: Optional[str] = None,
-        **options: Any):
+        coarse_to_fine: Optional[Any] = None, **options: Any):
     """Reconstruct ``[B, *operator.ishape]`` images from measurements ``y`` (``[B, *operator.oshape]``).
 
     ``steps`` defaults to the method's official count; ``schedule`` ("ve", "vp", "karras") and the VE
     range (``sigma_min``/``sigma_max``; default the denoiser's attributes, else the official values)
     override the method's schedule. ``generator``: one ``torch.Generator`` or one per batch item (then
-    a batch equals the single runs). ``start_from`` + ``t0`` ∈ (0, 1]: CCDF warm start. Extra
+    a batch equals the single runs). ``start_from`` + ``t0`` ∈ (0, 1]: CCDF warm start.
+    ``coarse_to_fine={"factor": f, "until_sigma": σ, "data": "proxy"|"prior", "denoiser": D_coarse}``:
+    the steps above σ run on f× smaller images (:mod:`.pyramid`; methods with ``Method.pyramid``). Extra
     ``options`` are the method's hyper-parameters (see each ``sample_<name>``). Returns the images, or
     ``(images, Stats)`` with ``return_stats=True``.
     """
@@ -165,9 +180,21 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
         sigmas = schedules.truncate(sigmas, float(t0))
     counted = _Counted(denoiser)
     tic = time.perf_counter()
-    x = method.fn(counted, operator, y, sigmas, noise_std=float(noise_std), generator=generator, callback=callback,
-                  x_init=start_from, **{**method.defaults, **options})
-    stats = Stats(counted.nfe, counted.backward_passes, time.perf_counter() - tic)
+    if coarse_to_fine is None:
+        x = method.fn(counted, operator, y, sigmas, noise_std=float(noise_std), generator=generator,
+                      callback=callback, x_init=start_from, **{**method.defaults, **options})
+        coarse_counted = _Counted(denoiser)
+    else:
+        if not method.pyramid:
+            raise MedreconError(f"{name} does not support coarse_to_fine (not a σ-schedule sampler)")
+        ctf = _parse_coarse_to_fine(coarse_to_fine, operator.ishape)
+        coarse_counted = _Counted(ctf.denoiser or denoiser)
+        ctf = dataclasses.replace(ctf, denoiser=coarse_counted)
+        x = _coarse_to_fine(method.fn, counted, operator, y, sigmas, ctf, noise_std=float(noise_std),
+                            generator=generator, callback=callback, x_init=start_from,
+                            options={**method.defaults, **options}, needs=method.needs)
+    stats = Stats(counted.nfe + coarse_counted.nfe, counted.backward_passes + coarse_counted.backward_passes,
+                  time.perf_counter() - tic)
     return (x, stats) if return_stats else x
 
 
@@ -182,6 +209,6 @@ def support_table() -> str:
             "| --- | --- | " + " | ".join("---" for _ in _OPERATORS) + " | --- | --- |"]
     for name, m in METHODS.items():
         noise = "σ_y-aware" if m.noise == "noisy" else "assumes noiseless y"
-        rows.append(f"| `{name}` | {m.paper} | " + " | ".join(cell[m.needs]) +
-                    f" | {noise} | {'yes (small-step limit)' if m.posterior else 'no (approximate)'} |")
+        claim = m.posterior_note or ('yes (small-step limit)' if m.posterior else 'no (approximate)')
+        rows.append(f"| `{name}` | {m.paper} | " + " | ".join(cell[m.needs]) + f" | {noise} | {claim} |")
     return "\n".join(rows)

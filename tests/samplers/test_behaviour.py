@@ -16,9 +16,10 @@ from tests.samplers.cases import ct_problem, mri_problem
 METHODS = samplers.available()
 STEPS = 6
 # expected (NFE, backward passes) for STEPS steps with the options below
-OPTIONS = {"langevin": {"n_steps_each": 2}, "snips": {"n_steps_each": 2}, "scoresde": {"corrector_steps": 1}}
+OPTIONS = {"langevin": {"n_steps_each": 2}, "snips": {"n_steps_each": 2}, "scoresde": {"corrector_steps": 1},
+           "feng2023": {"particles": 2, "ode_steps": 1, "depth": 2, "hidden": 4}}
 COST = {"song2022": (2, 0), "scoresde": (2, 0), "langevin": (2, 0), "snips": (2, 0), "dps": (1, 1),
-        "mcg": (1, 1), "pigdm": (1, 1)}
+        "mcg": (1, 1), "pigdm": (1, 1), "recguide": (1, 1), "feng2023": (4, 8)}  # feng2023: per Adam iteration
 PROJECTION = ["song2022", "scoresde", "mcg", "ilvr", "ddnm", "ddrm"]
 
 
@@ -29,7 +30,7 @@ def _run(name, prior, op, y, generator, **kw):
 
 def test_registry_lists_every_method_in_the_table():
     assert set(METHODS) == {"song2022", "dps", "langevin", "scoresde", "ddnm", "ddrm", "pigdm", "dds", "reddiff",
-                            "mcg", "ilvr", "snips"}
+                            "mcg", "ilvr", "snips", "recguide", "feng2023"}
     table = samplers.support_table()
     assert all(f"`{m}`" in table for m in METHODS) and "needs an exact SVD" in table
 
