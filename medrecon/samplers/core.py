@@ -91,10 +91,12 @@ def denoise_with_grad(denoiser: Denoiser, x: torch.Tensor, sigma: float) -> tupl
         return leaf, denoiser(leaf, _sigma_tensor(x, sigma))
 
 
-def vjp(leaf: torch.Tensor, out: torch.Tensor, objective: torch.Tensor) -> torch.Tensor:
-    """Gradient of a per-item objective ``[B]`` w.r.t. ``leaf`` (one backward pass through the denoiser)."""
+def vjp(leaf: torch.Tensor, out: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Gradient of the per-item objective ``objective(out)`` ``[B]`` w.r.t. ``leaf`` (one backward pass
+    through the denoiser). The objective is evaluated here, under ``enable_grad``, so guidance works
+    inside a caller's ``torch.no_grad()`` (the reconstruction pipeline runs samplers that way)."""
     with torch.enable_grad():
-        (g,) = torch.autograd.grad(objective.sum(), leaf)
+        (g,) = torch.autograd.grad(objective(out).sum(), leaf)
     return g
 
 

@@ -25,8 +25,11 @@ def residual_gradient(denoiser: core.Denoiser, operator: LinearOperator, y: torc
                       sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x̂₀, ∇_x ‖y − A D(x, σ)‖)`` per item: one forward and one backward pass through the denoiser."""
     leaf, x0 = core.denoise_with_grad(denoiser, x, sigma)
-    r = y - operator.forward(x0)
-    return x0.detach(), core.vjp(leaf, x0, inner(r, r).clamp_min(1e-30).sqrt())
+    def residual_norm(z: torch.Tensor) -> torch.Tensor:
+        r = y - operator.forward(z)
+        return inner(r, r).clamp_min(1e-30).sqrt()
+
+    return x0.detach(), core.vjp(leaf, x0, residual_norm)
 
 
 def sample_dps(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tensor, sigmas: torch.Tensor, *,

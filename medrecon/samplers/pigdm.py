@@ -35,7 +35,7 @@ def sample_pigdm(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Ten
         r2 = s[i] ** 2 / (1 + s[i] ** 2)
         v = core.solve_damped(operator, operator.adjoint(y - operator.forward(x0d)), r2, noise_std**2)
         # guidance (∂x̂₀/∂x_t)ᴴ v by one vector-Jacobian product; guided x̂₀; DDIM step
-        g = core.vjp(leaf, x0, inner(v, x0))
+        g = core.vjp(leaf, x0, lambda z: inner(v, z))
         x = core.ddim_step(x0d + weight * s[i] ** 2 * g, (x - x0d) / s[i], s[i], s[i + 1], eta, generator)
         core.report(callback, i, s[i], x, x0d)
     return x

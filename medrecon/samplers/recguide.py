@@ -43,9 +43,7 @@ def sample_recguide(denoiser: core.Denoiser, operator: LinearOperator, y: torch.
     for i in range(len(s) - 1):
         # denoise with the graph kept; gradient of the squared residual w.r.t. the noisy state
         leaf, x0 = core.denoise_with_grad(denoiser, x, s[i])
-        with torch.enable_grad():  # also under a caller's torch.no_grad() (the recon pipeline)
-            r = y - operator.forward(x0)
-            grad = core.vjp(leaf, x0, inner(r, r))
+        grad = core.vjp(leaf, x0, lambda z: inner(y - operator.forward(z), y - operator.forward(z)))
         # adjusted clean estimate x̃₀ = x̂₀ − (w_r/2)∇‖y − A x̂₀‖² (the VP weight w_r α_t/2 in VE form)
         x0 = x0.detach() - 0.5 * weight * grad
         # ancestral DDPM step q(x_s | x_t, x̃₀)

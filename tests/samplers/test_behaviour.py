@@ -127,3 +127,14 @@ def test_schedules_are_decreasing_and_end_in_zero():
     assert schedules.truncate(schedules.ve_geometric(50), 0.2).numel() == 11
     with pytest.raises(ValueError):
         schedules.karras(0)
+
+
+@pytest.mark.parametrize("name", ["dps", "pigdm", "mcg", "recguide"])
+def test_guided_methods_run_under_a_callers_no_grad(name):
+    """The reconstruction pipeline calls samplers inside torch.no_grad(); guidance must still differentiate,
+    and give the same image as outside it."""
+    prior, op, y = mri_problem(0.05)
+    with torch.no_grad():
+        a = _run(name, prior, op, y, torch.Generator().manual_seed(3))
+    b = _run(name, prior, op, y, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b)
