@@ -23,11 +23,12 @@ for r in mri ct; do
 done
 wait
 for r in mri ct; do cp /tmp/runs/$r/log.csv "$OUT/logs/finetune-$r.csv" 2>/dev/null; done
-MEDRECON_CHECKPOINTS="$OUT" timeout 40 python3 benchmarks/priors.py --device cuda --anatomy .devdata/mni152.npz \
+MEDRECON_CHECKPOINTS="$OUT" timeout 35 python3 benchmarks/priors.py --device cuda --anatomy .devdata/mni152.npz \
     --size 256 --steps 64 --n 32 --figure "$OUT/logs/prior_samples.png" > "$OUT/logs/priors-bench.log" 2>&1
+tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs && rm -rf "$OUT/logs"   # before the last step: a timeout keeps them
 if [ -f benchmarks/quality.py ]; then
     MEDRECON_CHECKPOINTS="$OUT" timeout "$QUALITY_SECONDS" python3 benchmarks/quality.py --gpu-plan --device cuda \
-        --anatomy .devdata/mni152.npz --json "$OUT/logs/quality-gpu.json" > "$OUT/logs/quality-gpu.log" 2>&1
+        --budget-s $((QUALITY_SECONDS - 20)) --anatomy .devdata/mni152.npz --json "$OUT/quality-gpu.json" \
+        --no-report > "$OUT/quality-gpu.log" 2>&1
 fi
-tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs && rm -rf "$OUT/logs"
 ls -la "$OUT"
