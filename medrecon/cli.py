@@ -392,9 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``medrecon`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
+    # `train` and `bench` hand every following argument to their own parsers (argparse's REMAINDER
+    # would refuse a leading "--option").
+    if argv and argv[0] in ("train", "bench"):
         try:
-            return cmd_train(argv[1:])
+            return cmd_train(argv[1:]) if argv[0] == "train" else int(cmd_bench(argparse.Namespace(rest=argv[1:])) or 0)
         except MedreconError as err:
             _err(str(err))
             return 2

@@ -1,0 +1,93 @@
+"""The quality benchmark (``benchmarks/quality.py``, ``medrecon bench``) runs end to end on one tiny
+slice per task, so the script cannot rot: data → measurement → every kind of method → JSON →
+RESULTS.md + figures, and ``--merge`` rebuilds the same report from the JSON."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def quality():
+    spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "benchmarks" / "quality.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(quality, tmp_path_factory):
+    """One held-out slice at 32², a classical method and a 5-step sampler on single-coil MRI and CT."""
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["--tasks", "mri-sc-4x,ct-par-23", "--data", "heldout", "--methods", "zero-filled,fbp,dds",
+            "--steps", "5", "--n", "1", "--size", "32", "--device", "cpu", "--json", str(out / "run.json"),
+            "--results", str(out / "RESULTS.md"), "--figures", str(out / "figures")]
+    assert quality.main(argv) == 0
+    return out
+
+
+def test_json_has_one_finite_record_per_run(smoke_run):
+    doc = json.loads((smoke_run / "run.json").read_text())
+    got = {(r["task"], r["method"]): r for r in doc["runs"]}
+    assert set(got) == {("mri-sc-4x", "zero-filled"), ("mri-sc-4x", "dds"), ("ct-par-23", "fbp"), ("ct-par-23", "dds")}
+    for r in got.values():
+        assert r["status"] == "ok", r
+        assert r["n"] == 1 and len(r["metrics"]["psnr"]) == 1
+        assert all(math.isfinite(v) for k in ("psnr", "ssim", "nmse") for v in r["metrics"][k])
+        assert r["seconds_per_slice"] > 0 and r["peak_mem_mb"] > 0
+    assert got[("mri-sc-4x", "dds")]["nfe"] == 5 and got[("mri-sc-4x", "dds")]["setting"] == "custom"
+    assert got[("ct-par-23", "fbp")]["nfe"] == 0 and got[("ct-par-23", "fbp")]["kind"] == "classical"
+    assert doc["meta"]["size"] == 32 and doc["meta"]["device"] == "cpu"
+
+
+def test_report_and_figures_are_written_and_merge_reproduces_them(quality, smoke_run, tmp_path):
+    text = (smoke_run / "RESULTS.md").read_text()
+    assert "| `dds` | custom | 5 | 5 |" in text and "| `fbp` | classical |" in text
+    assert "## Targets" in text and "mri-sc-4x" in text
+    for name in ("quality_mri-sc-4x_heldout.png", "quality_ct-par-23_heldout.png"):
+        assert (smoke_run / "figures" / name).stat().st_size > 1000
+    argv = ["--merge", str(smoke_run / "run.json"), "--results", str(tmp_path / "R.md"), "--figures", str(tmp_path / "f")]
+    assert quality.main(argv) == 0
+    assert (tmp_path / "R.md").read_text() == text
+
+
+def test_fast_setting_stays_within_100_nfe_and_gpu_plan_is_official(quality):
+    from medrecon.samplers import METHODS
+
+    for name in METHODS:
+        steps = quality.fast_steps(name, 100)
+        assert 1 <= steps * quality.NFE_PER_STEP.get(name, 1) <= 100
+        assert steps <= METHODS[name].steps
+    args = quality.build_parser().parse_args(["--gpu-plan"])
+    plan = quality.plan_runs(args)
+    assert plan and all(steps is None for *_, steps in plan)
+    assert {setting for _, _, m, setting, _ in plan if m in METHODS} == {"official"}
+    assert {setting for _, _, m, setting, _ in plan if m not in METHODS} == {"classical"}
+    assert {t for t, *_ in plan} <= set(quality.TASKS)
+    assert {m for _, _, m, setting, _ in plan if setting == "classical"} <= set(quality.CLASSICAL["mri"] + quality.CLASSICAL["ct"])
+
+
+def test_bad_arguments_are_refused(quality, capsys):
+    assert quality.main(["--tasks", "mri-99x", "--no-report"]) == 2
+    assert "unknown task ['mri-99x']" in capsys.readouterr().err
+    assert quality.main(["--fast-steps", "500"]) == 2
+
+
+def test_medrecon_bench_passes_options_through(monkeypatch):
+    from medrecon import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_bench", lambda args: seen.setdefault("rest", args.rest) and 0)
+    assert cli.main(["bench", "--tasks", "mri-sc-4x", "--n", "1"]) == 0
+    assert seen["rest"] == ["--tasks", "mri-sc-4x", "--n", "1"]
