@@ -212,10 +212,18 @@ def radon_operator(
     detector_type: Optional[str] = None,
     device: Union[str, torch.device] = "cpu",
 ):
-    """``physics.Radon`` for a parallel or fan geometry (``detectors=None``: the geometry's default)."""
+    """``physics.Radon`` for a parallel or fan geometry (``detectors=None``: the geometry's default).
+
+    The geometry (angles) stays on the CPU whatever ``device`` is: ``physics.ct`` builds its ray tables
+    on the host from the angles and the host-side detector positions and copies them to the input's
+    device, so angles on CUDA made every CUDA CT projection fail ("Expected all tensors to be on the
+    same device, cuda:0 and cpu"). ``device`` is accepted for symmetry with the MRI operators; the
+    operator itself computes on the device of what it is applied to.
+    """
     import physics
 
-    angles = torch.as_tensor(np.asarray(angles), dtype=torch.float32, device=device)
+    del device  # the operator follows its input's device; see the docstring
+    angles = torch.as_tensor(np.asarray(angles), dtype=torch.float32)
     kw: dict[str, Any] = {"detectors": detectors}
     if detector_spacing is not None:
         kw["detector_spacing"] = detector_spacing

@@ -56,3 +56,22 @@ def test_sample_mean_and_variance_against_the_exact_posterior(name, problem):
     assert s["se"] <= bound[problem], f"{name}/{problem}: {s}"
     if method.posterior:
         assert 0.8 <= s["var_ratio"] <= 1.25, f"{name}/{problem}: {s}"
+
+
+def test_ddnm_without_an_svd_uses_the_damped_pseudo_inverse_for_noisy_data():
+    # CT-like operator with singular values ≠ 1 and no SVD given: DDNM⁺'s scalar rule would amplify the
+    # noise by 1/s (se ≈ 38 with the SVD path here); the damped rule (AᴴA + (σ_y/σ_t)² I)⁻¹ measured se 3.3
+    prior, op, y = ct_problem(0.1, 256, with_svd=False)
+    x = samplers.run("ddnm", prior, op, y, noise_std=0.1, generator=torch.Generator().manual_seed(0), steps=50)
+    s = score(x, prior, op, y, 0.1)
+    assert s["se"] <= 5.0, s
+
+
+def test_ddnm_noiseless_cg_path_equals_the_exact_svd_path():
+    # σ_y = 0: λ = 0, the CG solve is DDNM's exact A⁺ (minimum-norm), so both paths give the same samples
+    runs = []
+    for with_svd in (True, False):
+        prior, op, y = ct_problem(0.0, 8, with_svd=with_svd)
+        runs.append(samplers.run("ddnm", prior, op, y, noise_std=0.0, generator=torch.Generator().manual_seed(5),
+                                 steps=20))
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-5, atol=1e-5)
