@@ -33,6 +33,12 @@ from medrecon.samplers import core
 from physics.operator import LinearOperator, inner
 
 
+def _squared_residual(operator: LinearOperator, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Per-item ‖y − A z‖² (one forward projection)."""
+    r = y - operator.forward(z)
+    return inner(r, r)
+
+
 def sample_recguide(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tensor, sigmas: torch.Tensor, *,
                     noise_std: float = 0.0, generator: core.Generator = None,
                     callback: Optional[Callable[[dict], None]] = None, weight: float = 1.0,
@@ -43,7 +49,7 @@ def sample_recguide(denoiser: core.Denoiser, operator: LinearOperator, y: torch.
     for i in range(len(s) - 1):
         # denoise with the graph kept; gradient of the squared residual w.r.t. the noisy state
         leaf, x0 = core.denoise_with_grad(denoiser, x, s[i])
-        grad = core.vjp(leaf, x0, lambda z: inner(y - operator.forward(z), y - operator.forward(z)))
+        grad = core.vjp(leaf, x0, lambda z: _squared_residual(operator, y, z))
         # adjusted clean estimate x̃₀ = x̂₀ − (w_r/2)∇‖y − A x̂₀‖² (the VP weight w_r α_t/2 in VE form)
         x0 = x0.detach() - 0.5 * weight * grad
         # ancestral DDPM step q(x_s | x_t, x̃₀)
