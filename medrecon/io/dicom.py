@@ -1,7 +1,17 @@
 """DICOM input through pydicom: one file (a slice) or a series folder (a volume).
 
 Pixel values become physical values with the modality LUT: ``value = stored · RescaleSlope +
-RescaleIntercept`` (for CT this is Hounsfield units). A folder is read as one series; its slices
+RescaleIntercept`` (for CT this is Hounsfield units).
+
+Padding: pixels outside the reconstructed field of view carry no measurement. DICOM marks them
+with ``PixelPaddingValue`` (optionally a range up to ``PixelPaddingRangeLimit``, PS3.3 C.7.5.1.1.2),
+in stored units; CT scanners also write values far below the Hounsfield scale there without the
+tag (GE −2000 HU, Siemens/Philips −3024 HU), and lossy JPEG 2000 rings around them. By default
+(``padding="air"``) padded pixels, and CT values below −1024 HU (an attenuation below zero, which
+no object has), become air: −1000 HU for CT, the smallest unpadded value otherwise. A forward model
+fed −3000 HU would integrate negative attenuation; ``padding="keep"`` returns the values as stored.
+
+A folder is read as one series; its slices
 are sorted along the slice normal ``n = row_cosines × column_cosines`` (from
 ``ImageOrientationPatient``) by ``n · ImagePositionPatient``, or by ``InstanceNumber`` when
 positions are absent. Files that are not DICOM are skipped; a folder holding several series is
@@ -18,16 +28,20 @@ import numpy as np
 
 from medrecon import MedreconError
 
-__all__ = ["DicomVolume", "read_dicom"]
+__all__ = ["DicomVolume", "read_dicom", "CT_AIR_HU", "CT_MIN_HU"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+CT_AIR_HU = -1000.0  # air by the definition of the Hounsfield scale (μ = 0)
+CT_MIN_HU = -1024.0  # the bottom of the 12-bit CT number range; lower values mark padding
+PADDING_MODES = ("air", "keep")
 
 
 @dataclass
 class DicomVolume:
     """``volume``: float32 ``[S, H, W]`` physical values (HU for CT); ``pixel_spacing``: (row, column) mm;
     ``slice_spacing``: mm between sorted slices (``SliceThickness`` for one slice, ``None`` if unknown);
-    ``modality``: the DICOM Modality (``"CT"``, ``"MR"``, …); ``rescaled``: whether a rescale slope/intercept was present."""
+    ``modality``: the DICOM Modality (``"CT"``, ``"MR"``, …); ``rescaled``: whether a rescale slope/intercept was present;
+    ``padded``: how many pixels were padding and were set to air (module docstring)."""
 
     volume: np.ndarray
     pixel_spacing: tuple[float, float]
@@ -35,6 +49,7 @@ class DicomVolume:
     modality: str
     rescaled: bool
     files: list[Path]
+    padded: int = 0
 
 
 def _dcmread(path: Path, stop_before_pixels: bool = False):
@@ -47,18 +62,42 @@ def _dcmread(path: Path, stop_before_pixels: bool = False):
         raise MedreconError(f"{path}: not a readable DICOM file ({err})") from None
 
 
-def _pixels(ds, path: Path) -> tuple[np.ndarray, bool]:
+def _padding_mask(ds, stored: np.ndarray) -> np.ndarray:
+    """Pixels whose stored value is ``PixelPaddingValue`` or lies between it and ``PixelPaddingRangeLimit``."""
+    value = getattr(ds, "PixelPaddingValue", None)
+    if value is None:
+        return np.zeros(stored.shape, bool)
+    limit = getattr(ds, "PixelPaddingRangeLimit", None)
+    if limit is None:
+        return stored == float(value)
+    lo, hi = sorted((float(value), float(limit)))
+    return (stored >= lo) & (stored <= hi)
+
+
+def _pixels(ds, path: Path, padding: str = "air") -> tuple[np.ndarray, bool, int]:
+    """Physical values of one dataset, whether a rescale was present, and the count of padded pixels."""
     try:
         arr = ds.pixel_array.astype(np.float32)
     except Exception as err:  # pydicom raises many types for missing/compressed pixel data
         raise MedreconError(f"{path}: cannot decode the DICOM pixel data ({err})") from None
     if arr.ndim == 3 and arr.shape[-1] in (3, 4) and getattr(ds, "SamplesPerPixel", 1) > 1:
         arr = arr[..., :3].mean(axis=-1)
+    pad = _padding_mask(ds, arr) if padding == "air" else None
     slope = getattr(ds, "RescaleSlope", None)
     intercept = getattr(ds, "RescaleIntercept", None)
     rescaled = slope is not None or intercept is not None
     arr = arr * float(slope if slope is not None else 1.0) + float(intercept if intercept is not None else 0.0)
-    return arr, rescaled
+    if pad is None:
+        return arr, rescaled, 0
+    if str(getattr(ds, "Modality", "")) == "CT" and rescaled:
+        pad |= arr < CT_MIN_HU
+        air = CT_AIR_HU
+    else:
+        air = float(arr[~pad].min()) if (~pad).any() else 0.0
+    count = int(pad.sum())
+    if count:
+        arr[pad] = air
+    return arr, rescaled, count
 
 
 def _position(ds) -> Optional[float]:
@@ -70,18 +109,21 @@ def _position(ds) -> Optional[float]:
     return float(np.dot(normal, np.asarray(pos, float)))
 
 
-def read_dicom(path: PathLike) -> DicomVolume:
-    """Read a DICOM file (→ ``[1, H, W]``, or ``[F, H, W]`` for a multi-frame file) or a series folder."""
+def read_dicom(path: PathLike, padding: str = "air") -> DicomVolume:
+    """Read a DICOM file (→ ``[1, H, W]``, or ``[F, H, W]`` for a multi-frame file) or a series folder;
+    ``padding`` = ``"air"`` (default) or ``"keep"`` (module docstring)."""
+    if padding not in PADDING_MODES:
+        raise MedreconError(f"padding must be one of {PADDING_MODES}, received {padding!r}")
     p = Path(path)
     if not p.exists():
         raise MedreconError(f"{p}: no such file or folder")
     if p.is_file():
         ds = _dcmread(p)
-        arr, rescaled = _pixels(ds, p)
+        arr, rescaled, padded = _pixels(ds, p, padding)
         vol = arr[None] if arr.ndim == 2 else arr
         thickness = getattr(ds, "SliceThickness", None)
         return DicomVolume(vol.astype(np.float32), _spacing(ds), float(thickness) if thickness else None,
-                           str(getattr(ds, "Modality", "")), rescaled, [p])
+                           str(getattr(ds, "Modality", "")), rescaled, [p], padded)
 
     headers = []
     for f in sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")):
@@ -100,9 +142,10 @@ def read_dicom(path: PathLike) -> DicomVolume:
     else:
         order = np.argsort([int(getattr(h, "InstanceNumber", i)) for i, (_, h) in enumerate(headers)], kind="stable")
     files = [headers[i][0] for i in order]
-    slices, flags = [], []
+    slices, flags, padded = [], [], 0
     for f in files:
-        arr, rescaled = _pixels(_dcmread(f), f)
+        arr, rescaled, count = _pixels(_dcmread(f), f, padding)
+        padded += count
         if slices and arr.shape != slices[0].shape:
             raise MedreconError(f"{f}: slice of size {arr.shape} differs from the series' {slices[0].shape}")
         slices.append(arr)
@@ -115,7 +158,7 @@ def read_dicom(path: PathLike) -> DicomVolume:
     elif getattr(first, "SliceThickness", None):
         spacing = float(first.SliceThickness)
     return DicomVolume(np.stack(slices).astype(np.float32), _spacing(first), spacing,
-                       str(getattr(first, "Modality", "")), all(flags), files)
+                       str(getattr(first, "Modality", "")), all(flags), files, padded)
 
 
 def _spacing(ds) -> tuple[float, float]:

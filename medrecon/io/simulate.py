@@ -18,7 +18,7 @@ ground-truth magnitude (RSS of the noiseless coil images), ``ground_truth`` (the
 attrs ``noise_std``, ``acquisition = "SIMULATED"``, ``patient_id`` (the image's file stem).
 
 **CT** (:func:`simulate_ct`) writes a sinogram file (:mod:`medrecon.io.sinogram`): the image in HU
-(DICOM CT as stored; other inputs in the prior's unit window are mapped with
+(DICOM CT in HU with padding read as air, :mod:`medrecon.io.dicom`; other inputs in the prior's unit window are mapped with
 ``medrecon.data.unit_to_hu``), projected with ``physics.Radon`` over ``views`` angles
 (parallel: ``[0, π)``; fan: ``[0, 2π)``). Noise, optional:
 

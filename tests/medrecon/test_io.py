@@ -134,7 +134,8 @@ def test_sinogram_angles_mismatch(tmp_path):
         mio.write_sinogram(tmp_path / "s.h5", s)
 
 
-def _write_dicom(path, pixels, position, instance, slope=2.0, intercept=-1024.0, series="1.2.3"):
+def _write_dicom(path, pixels, position, instance, slope=2.0, intercept=-1024.0, series="1.2.3", modality="CT",
+                 padding_value=None):
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -144,7 +145,7 @@ def _write_dicom(path, pixels, position, instance, slope=2.0, intercept=-1024.0,
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.Modality, ds.SeriesInstanceUID, ds.InstanceNumber = "CT", series, instance
+    ds.Modality, ds.SeriesInstanceUID, ds.InstanceNumber = modality, series, instance
     ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, position], [1, 0, 0, 0, 1, 0]
     ds.PixelSpacing, ds.SliceThickness = [0.8, 0.6], 2.0
     ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
@@ -152,6 +153,10 @@ def _write_dicom(path, pixels, position, instance, slope=2.0, intercept=-1024.0,
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.PixelData = pixels.astype(np.uint16).tobytes()
+    if padding_value is not None:
+        ds.add_new(0x00280120, "US", padding_value)  # PixelPaddingValue
+    if slope is None:
+        del ds.RescaleSlope, ds.RescaleIntercept
     ds.save_as(str(path), enforce_file_format=True)
 
 
@@ -169,10 +174,43 @@ def test_dicom_series_sorted_by_position_in_hu(tmp_path):
     assert img.hounsfield and img.volume.shape == (1, 4, 5)
 
 
+def test_dicom_padding_becomes_air(tmp_path):
+    """PixelPaddingValue pixels and CT values below −1024 HU (outside the reconstruction circle) read
+    as air; ``padding="keep"`` returns the stored values."""
+    stored = np.array([[5, 100, 600], [600, 700, 12]])  # HU = 2·stored − 1024: −1014, −824, 176, …, −1000
+    path = tmp_path / "ct.dcm"
+    _write_dicom(path, stored, 0.0, 1, padding_value=5)
+    kept = mio.read_dicom(path, padding="keep")
+    np.testing.assert_array_equal(kept.volume[0], 2.0 * stored - 1024)
+    assert kept.padded == 0
+    air = mio.read_dicom(path)
+    expect = 2.0 * stored - 1024
+    expect[0, 0] = -1000.0  # the tagged padding value, although −1014 HU would be in range
+    np.testing.assert_array_equal(air.volume[0], expect)
+    assert air.padded == 1
+
+    untagged = tmp_path / "ge.dcm"  # e.g. GE: −2000 HU outside the circle, no tag
+    _write_dicom(untagged, stored, 0.0, 1, slope=1.0, intercept=-1500.0)
+    v = mio.read_dicom(untagged)
+    np.testing.assert_array_equal(v.volume[0], np.where(stored < 476, -1000.0, stored - 1500.0))
+    assert v.padded == 3 and mio.read_image(untagged).volume.min() == -1000.0
+
+    mr = tmp_path / "mr.dcm"  # no Hounsfield scale: padding takes the smallest unpadded value
+    _write_dicom(mr, stored, 0.0, 1, slope=None, modality="MR", padding_value=600)
+    np.testing.assert_array_equal(mio.read_dicom(mr).volume[0], [[5, 100, 5], [5, 700, 12]])
+
+
 # -- bad input: one test each ---------------------------------------------------------------------
 def test_missing_file(tmp_path):
     with pytest.raises(MedreconError, match=r"nope\.h5: no such file"):
         mio.read_fastmri(tmp_path / "nope.h5")
+
+
+def test_dicom_unknown_padding_mode(tmp_path):
+    path = tmp_path / "ct.dcm"
+    _write_dicom(path, np.zeros((4, 4)), 0.0, 1)
+    with pytest.raises(MedreconError, match=r"padding must be one of \('air', 'keep'\), received 'zero'"):
+        mio.read_dicom(path, padding="zero")
 
 
 def test_not_hdf5(tmp_path):
