@@ -87,6 +87,35 @@ def _ray_line(fan: bool, cos: float, sin: float, det: float, ray_cos: float, ray
     return det * cos, det * sin, -sin, cos
 
 
+@numba.njit(inline="always", fastmath=False, cache=True)
+def _row_grid(out):
+    """``(n, blocks, c)`` of a pixel-driven kernel writing ``out`` ``[B, N, N]``: the image size ``N``,
+    the number of ``_ROWS``-row blocks per angle set and the centre ``c = (N − 1)/2`` in out's dtype."""
+    n = out.shape[1]
+    return n, (n + _ROWS - 1) // _ROWS, out.dtype.type((n - 1) / 2)
+
+
+@numba.njit(inline="always", fastmath=False, cache=True)
+def _row_task(task, blocks, groups, nb, c, out):
+    """The work of one task of a pixel-driven kernel: ``(g, i0, rows, first_item, items, acc, xs)``.
+
+    Task ``task`` of ``groups·blocks`` owns angle set ``g`` and image rows ``i0 … i0 + rows − 1``
+    (``rows ≤ _ROWS``) of batch items ``first_item … first_item + items − 1`` (all ``nb`` items when the
+    angles are shared, G = 1; item ``g`` alone otherwise). ``acc`` ``[items, rows, N]`` is its zeroed
+    accumulator and ``xs[j] = j − c`` the pixel centres' x coordinates, both in out's dtype.
+    """
+    dt = out.dtype.type
+    n = out.shape[1]
+    g, i0 = task // blocks, (task % blocks) * _ROWS
+    rows = min(n, i0 + _ROWS) - i0
+    first_item, items = (0, nb) if groups == 1 else (g, 1)
+    acc = np.zeros((items, rows, n), dtype=out.dtype)
+    xs = np.empty(n, dtype=out.dtype)
+    for j in range(n):
+        xs[j] = dt(j) - c
+    return g, i0, rows, first_item, items, acc, xs
+
+
 @numba.njit(parallel=True, fastmath=False, cache=True)
 def _forward_kernel(planes, cos, sin, det, ray_cos, ray_sin, rs, fan, out):
     """``out[b, v, d] = w·Σ_ℓ lerp(planes[b, plane, ℓ], clamp(a + 1 + b·ℓ, 0, N+1))`` (Joseph, ray-driven).
@@ -150,19 +179,11 @@ def _adjoint_parallel_kernel(table, cs, sn, half, inv_h, d0s, taps, out):
     dt = out.dtype.type
     nb, views, width = table.shape
     dets = width - 2 * taps
-    n = out.shape[1]
     groups = cs.shape[0]
-    blocks = (n + _ROWS - 1) // _ROWS
-    c = dt((n - 1) / 2)
+    n, blocks, c = _row_grid(out)
     zero, one, lowest, highest, shift = dt(0.0), dt(1.0), dt(-taps), dt(dets), np.int32(taps)
     for task in numba.prange(groups * blocks):
-        g, i0 = task // blocks, (task % blocks) * _ROWS
-        rows = min(n, i0 + _ROWS) - i0
-        first_item, items = (0, nb) if groups == 1 else (g, 1)
-        acc = np.zeros((items, rows, n), dtype=out.dtype)
-        xs = np.empty(n, dtype=out.dtype)
-        for j in range(n):
-            xs[j] = dt(j) - c
+        g, i0, rows, first_item, items, acc, xs = _row_task(task, blocks, groups, nb, c, out)
         k0 = np.empty(n, dtype=np.int32)  # padded index of the first tap
         offset = np.empty(n, dtype=out.dtype)  # k − u of the first tap
         for v in range(views):
@@ -218,19 +239,11 @@ def _adjoint_fan_kernel(table, inv_m, cos, sin, ray_cos, ray_sin, rs, length, de
     dt = out.dtype.type
     nb, views, width = table.shape
     dets = width - 2 * taps
-    n = out.shape[1]
     groups = cos.shape[0]
-    blocks = (n + _ROWS - 1) // _ROWS
-    c = dt((n - 1) / 2)
+    n, blocks, c = _row_grid(out)
     zero, one, tiny, lowest, highest, shift = dt(0.0), dt(1.0), dt(1e-12), dt(-taps), dt(dets), np.int32(taps)
     for task in numba.prange(groups * blocks):
-        g, i0 = task // blocks, (task % blocks) * _ROWS
-        rows = min(n, i0 + _ROWS) - i0
-        first_item, items = (0, nb) if groups == 1 else (g, 1)
-        acc = np.zeros((items, rows, n), dtype=out.dtype)
-        xs = np.empty(n, dtype=out.dtype)
-        for j in range(n):
-            xs[j] = dt(j) - c
+        g, i0, rows, first_item, items, acc, xs = _row_task(task, blocks, groups, nb, c, out)
         k0 = np.empty(n, dtype=np.int32)
         p_s = np.empty(n, dtype=out.dtype)
         p_r = np.empty(n, dtype=out.dtype)
@@ -285,19 +298,11 @@ def _lerp_backproject_kernel(q, cos, sin, weights, mode, rs, length, det0, spaci
     dt = out.dtype.type
     nb, views, width = q.shape
     dets = width - 4
-    n = out.shape[1]
     groups = cos.shape[0]
-    blocks = (n + _ROWS - 1) // _ROWS
-    c = dt((n - 1) / 2)
+    n, blocks, c = _row_grid(out)
     lowest, highest, two = dt(-1.0), dt(dets), np.int32(2)
     for task in numba.prange(groups * blocks):
-        g, i0 = task // blocks, (task % blocks) * _ROWS
-        rows = min(n, i0 + _ROWS) - i0
-        first_item, items = (0, nb) if groups == 1 else (g, 1)
-        acc = np.zeros((items, rows, n), dtype=out.dtype)
-        xs = np.empty(n, dtype=out.dtype)
-        for j in range(n):
-            xs[j] = dt(j) - c
+        g, i0, rows, first_item, items, acc, xs = _row_task(task, blocks, groups, nb, c, out)
         u = np.empty(n, dtype=out.dtype)
         col = np.empty(n, dtype=np.int32)
         pix = np.empty(n, dtype=out.dtype)

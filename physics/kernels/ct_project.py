@@ -59,8 +59,46 @@ def _jit(fn):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Kernels
+# Kernels (the @jit helpers are inlined into the kernels that call them)
 # ---------------------------------------------------------------------------------------------------
+@_jit
+def _item_block(ITEMS: tl.constexpr):
+    """The batch items of this program (grid axis 2): ``(first_item, items)``, ``items`` the ITEMS
+    indices ``first_item + [0, ITEMS)`` (int64). Callers mask the items ≥ B with ``(items < B)[:, None]``
+    where they need it (computing it here would move an instruction in the forward kernel's code)."""
+    first_item = tl.program_id(2).to(tl.int64) * ITEMS
+    items = first_item + tl.arange(0, ITEMS).to(tl.int64)
+    return first_item, items
+
+
+@_jit
+def _pixel_tile(B, N, c, TI: tl.constexpr, TJ: tl.constexpr, ITEMS: tl.constexpr):
+    """The work of one program of the pixel-driven adjoints: ``(i, j, inside, xj, yi, first_item, items,
+    item_ok)``.
+
+    The TI × TJ pixel tile (grid axes 1: rows, 0: columns, flattened row-major) has row/column indices
+    ``i, j``, the mask ``inside = (i < N) & (j < N)`` and pixel centres ``xj = j − c``, ``yi = c − i``
+    (float32, ``c = (N − 1)/2``; y points up); the batch items are those of :func:`_item_block`, and
+    ``item_ok`` ``[ITEMS, 1]`` masks those ≥ B.
+    """
+    p = tl.arange(0, TI * TJ)
+    i = tl.program_id(1) * TI + p // TJ
+    j = tl.program_id(0) * TJ + p % TJ
+    first_item, items = _item_block(ITEMS)
+    item_ok = (items < B)[:, None]
+    inside = (i < N) & (j < N)
+    xj = j.to(tl.float32) - c
+    yi = c - i.to(tl.float32)
+    return i, j, inside, xj, yi, first_item, items, item_ok
+
+
+@_jit
+def _store_tile(out_ptr, acc, items, item_ok, i, j, inside, N):
+    """out[b, i, j] = acc for the tile's pixels inside the image and the items that exist (out ``[B, N, N]``)."""
+    out = out_ptr + (items * N * N)[:, None] + (i * N + j)[None, :]
+    tl.store(out, acc, mask=inside[None, :] & item_ok)
+
+
 @_jit
 def _forward_kernel(planes_ptr, rays_ptr, out_ptr, B, N, V, D, rays_bstride,
                     BLOCK_D: tl.constexpr, ITEMS: tl.constexpr):
@@ -68,8 +106,7 @@ def _forward_kernel(planes_ptr, rays_ptr, out_ptr, B, N, V, D, rays_bstride,
     for ITEMS batch items at once (they share the ray arithmetic; per-item tables need ITEMS = 1)."""
     d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
     v = tl.program_id(1)
-    first_item = tl.program_id(2).to(tl.int64) * ITEMS
-    items = first_item + tl.arange(0, ITEMS).to(tl.int64)
+    first_item, items = _item_block(ITEMS)
     valid = d < D
     ray = rays_ptr + first_item * rays_bstride + (v * D + d).to(tl.int64) * 4
     plane = tl.load(ray, mask=valid, other=0.0)
@@ -111,15 +148,7 @@ def _adjoint_parallel_kernel(y_ptr, view_ptr, out_ptr, B, N, V, D, view_bstride,
                              TI: tl.constexpr, TJ: tl.constexpr, TAPS: tl.constexpr, ITEMS: tl.constexpr):
     """out[b, i, j] = Σ_v (1/m_v)·Σ_k max(0, 1 − |k − u_v|·spacing/m_v)·y[b, v, k], u_v = (x cos θ + y sin θ − det₀)/spacing,
     for ITEMS batch items at once (they share the tap weights; per-item angles need ITEMS = 1)."""
-    p = tl.arange(0, TI * TJ)
-    i = tl.program_id(1) * TI + p // TJ
-    j = tl.program_id(0) * TJ + p % TJ
-    first_item = tl.program_id(2).to(tl.int64) * ITEMS
-    items = first_item + tl.arange(0, ITEMS).to(tl.int64)
-    item_ok = (items < B)[:, None]
-    inside = (i < N) & (j < N)
-    xj = j.to(tl.float32) - c
-    yi = c - i.to(tl.float32)
+    i, j, inside, xj, yi, first_item, items, item_ok = _pixel_tile(B, N, c, TI, TJ, ITEMS)
     acc = tl.zeros([ITEMS, TI * TJ], dtype=tl.float32)
     sino = y_ptr + (items * V * D)[:, None]
     views = view_ptr + first_item * view_bstride
@@ -139,8 +168,7 @@ def _adjoint_parallel_kernel(y_ptr, view_ptr, out_ptr, B, N, V, D, view_bstride,
             ok = (inside & (di >= 0) & (di < D))[None, :] & item_ok
             part += tl.load(sino + (v * D + di)[None, :], mask=ok, other=0.0) * weight[None, :]
         acc += part * inv_m
-    out = out_ptr + (items * N * N)[:, None] + (i * N + j)[None, :]
-    tl.store(out, acc, mask=inside[None, :] & item_ok)
+    _store_tile(out_ptr, acc, items, item_ok, i, j, inside, N)
 
 
 @_jit
@@ -168,15 +196,7 @@ def _adjoint_fan_kernel(y_ptr, view_ptr, rays_ptr, det_ptr, out_ptr, B, N, V, D,
                         ITEMS: tl.constexpr):
     """out[b, i, j] = Σ_v Σ_k inv_m[v,k]·max(0, 1 − |δ|·inv_m[v,k])·y[b, v, k], δ = p_s cos γ_k − p_r sin γ_k,
     for ITEMS batch items at once (per-item angles need ITEMS = 1)."""
-    p = tl.arange(0, TI * TJ)
-    i = tl.program_id(1) * TI + p // TJ
-    j = tl.program_id(0) * TJ + p % TJ
-    first_item = tl.program_id(2).to(tl.int64) * ITEMS
-    items = first_item + tl.arange(0, ITEMS).to(tl.int64)
-    item_ok = (items < B)[:, None]
-    inside = (i < N) & (j < N)
-    xj = j.to(tl.float32) - c
-    yi = c - i.to(tl.float32)
+    i, j, inside, xj, yi, first_item, items, item_ok = _pixel_tile(B, N, c, TI, TJ, ITEMS)
     acc = tl.zeros([ITEMS, TI * TJ], dtype=tl.float32)
     sino = y_ptr + (items * V * D)[:, None]
     views = view_ptr + first_item * view_bstride
@@ -204,8 +224,7 @@ def _adjoint_fan_kernel(y_ptr, view_ptr, rays_ptr, det_ptr, out_ptr, B, N, V, D,
             weight = inv_m * tl.maximum(1.0 - tl.abs(delta) * inv_m, 0.0)
             val = tl.load(sino + (v * D + di)[None, :], mask=ok[None, :] & item_ok, other=0.0)
             acc += val * weight[None, :]
-    out = out_ptr + (items * N * N)[:, None] + (i * N + j)[None, :]
-    tl.store(out, acc, mask=inside[None, :] & item_ok)
+    _store_tile(out_ptr, acc, items, item_ok, i, j, inside, N)
 
 
 # ---------------------------------------------------------------------------------------------------

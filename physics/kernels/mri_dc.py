@@ -93,29 +93,61 @@ def _jit(fn):
 # re/im); a [BLOCK, 2] tile is loaded and split, so every access is one 8-byte word per element.
 # ---------------------------------------------------------------------------------------------------
 @_jit
-def _expand_kernel(x_ptr, s_ptr, out_ptr, C, H, W, s_bstride,
-                   BLOCK: tl.constexpr, CHECKER: tl.constexpr, HAS_MAPS: tl.constexpr):
-    """out[b, c] = (−1)^(i+j)·S[b, c]·x[b] (sign only if CHECKER, S = 1 if not HAS_MAPS)."""
-    b = tl.program_id(1).to(tl.int64)
+def _plane_block(H, W, BLOCK: tl.constexpr):
+    """This program's BLOCK flat pixel indices ``p = i·W + j`` of an H×W plane (grid axis 0):
+    ``(hw, p, valid, two)`` with ``hw = H·W``, ``valid = p < hw`` and ``two = [[0, 1]]`` (the re/im
+    lane of an interleaved element, see :func:`_complex_ptrs`)."""
     hw = H * W
     p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     valid = p < hw
     two = tl.arange(0, 2)[None, :]
-    xv = tl.load(x_ptr + (b * hw + p)[:, None] * 2 + two, mask=valid[:, None], other=0.0)
-    xr, xi = tl.split(xv)
+    return hw, p, valid, two
+
+
+@_jit
+def _complex_ptrs(ptr, idx, two):
+    """``[BLOCK, 2]`` pointers to the (re, im) floats of the complex elements ``idx`` of an interleaved
+    float32 buffer (``two = [[0, 1]]``); store a ``tl.join(re, im)`` tile there with ``mask=valid[:, None]``."""
+    return ptr + idx[:, None] * 2 + two
+
+
+@_jit
+def _load_tile(ptr, idx, valid, two):
+    """The ``[BLOCK, 2]`` (re, im) tile of the complex elements ``idx`` (0 where not valid); ``tl.split``
+    gives ``(re, im)``."""
+    return tl.load(_complex_ptrs(ptr, idx, two), mask=valid[:, None], other=0.0)
+
+
+@_jit
+def _checker_sign(ij):
+    """``(−1)^(i+j)`` as float32, from the integer index sum ``ij = i + j``."""
+    return 1.0 - 2.0 * (ij & 1).to(tl.float32)
+
+
+@_jit
+def _checkerboard(re, im, p, W):
+    """``(re, im)·(−1)^(i+j)`` at the flat pixel indices ``p = i·W + j``."""
+    i = p // W
+    sgn = _checker_sign(i + p - i * W)
+    return re * sgn, im * sgn
+
+
+@_jit
+def _expand_kernel(x_ptr, s_ptr, out_ptr, C, H, W, s_bstride,
+                   BLOCK: tl.constexpr, CHECKER: tl.constexpr, HAS_MAPS: tl.constexpr):
+    """out[b, c] = (−1)^(i+j)·S[b, c]·x[b] (sign only if CHECKER, S = 1 if not HAS_MAPS)."""
+    b = tl.program_id(1).to(tl.int64)
+    hw, p, valid, two = _plane_block(H, W, BLOCK)
+    xr, xi = tl.split(_load_tile(x_ptr, b * hw + p, valid, two))
     if CHECKER:
-        i = p // W
-        sgn = 1.0 - 2.0 * ((i + p - i * W) & 1).to(tl.float32)
-        xr = xr * sgn
-        xi = xi * sgn
+        xr, xi = _checkerboard(xr, xi, p, W)
     if HAS_MAPS:
         for c in range(C):
-            sv = tl.load(s_ptr + (b * s_bstride + c * hw + p)[:, None] * 2 + two, mask=valid[:, None], other=0.0)
-            sr, si = tl.split(sv)
+            sr, si = tl.split(_load_tile(s_ptr, b * s_bstride + c * hw + p, valid, two))
             out = tl.join(sr * xr - si * xi, sr * xi + si * xr)
-            tl.store(out_ptr + ((b * C + c) * hw + p)[:, None] * 2 + two, out, mask=valid[:, None])
+            tl.store(_complex_ptrs(out_ptr, (b * C + c) * hw + p, two), out, mask=valid[:, None])
     else:
-        tl.store(out_ptr + (b * hw + p)[:, None] * 2 + two, tl.join(xr, xi), mask=valid[:, None])
+        tl.store(_complex_ptrs(out_ptr, b * hw + p, two), tl.join(xr, xi), mask=valid[:, None])
 
 
 @_jit
@@ -123,29 +155,22 @@ def _combine_kernel(k_ptr, s_ptr, out_ptr, C, H, W, s_bstride,
                     BLOCK: tl.constexpr, CHECKER: tl.constexpr, HAS_MAPS: tl.constexpr):
     """out[b] = (−1)^(i+j)·Σ_c conj(S[b, c])·k[b, c]."""
     b = tl.program_id(1).to(tl.int64)
-    hw = H * W
-    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid = p < hw
-    two = tl.arange(0, 2)[None, :]
+    hw, p, valid, two = _plane_block(H, W, BLOCK)
     acc_r = tl.zeros([BLOCK], dtype=tl.float32)
     acc_i = tl.zeros([BLOCK], dtype=tl.float32)
     if HAS_MAPS:
         for c in range(C):
-            kv = tl.load(k_ptr + ((b * C + c) * hw + p)[:, None] * 2 + two, mask=valid[:, None], other=0.0)
-            sv = tl.load(s_ptr + (b * s_bstride + c * hw + p)[:, None] * 2 + two, mask=valid[:, None], other=0.0)
+            kv = _load_tile(k_ptr, (b * C + c) * hw + p, valid, two)
+            sv = _load_tile(s_ptr, b * s_bstride + c * hw + p, valid, two)
             kr, ki = tl.split(kv)
             sr, si = tl.split(sv)
             acc_r += sr * kr + si * ki
             acc_i += sr * ki - si * kr
     else:
-        kv = tl.load(k_ptr + (b * hw + p)[:, None] * 2 + two, mask=valid[:, None], other=0.0)
-        acc_r, acc_i = tl.split(kv)
+        acc_r, acc_i = tl.split(_load_tile(k_ptr, b * hw + p, valid, two))
     if CHECKER:
-        i = p // W
-        sgn = 1.0 - 2.0 * ((i + p - i * W) & 1).to(tl.float32)
-        acc_r = acc_r * sgn
-        acc_i = acc_i * sgn
-    tl.store(out_ptr + (b * hw + p)[:, None] * 2 + two, tl.join(acc_r, acc_i), mask=valid[:, None])
+        acc_r, acc_i = _checkerboard(acc_r, acc_i, p, W)
+    tl.store(_complex_ptrs(out_ptr, b * hw + p, two), tl.join(acc_r, acc_i), mask=valid[:, None])
 
 
 @_jit
@@ -156,10 +181,7 @@ def _blend_kernel(u_ptr, y_ptr, z_ptr, m_ptr, lam_ptr, sig_ptr, out_ptr, C, H, W
     bc = tl.program_id(1).to(tl.int64)
     b = bc // C
     c = bc - b * C
-    hw = H * W
-    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid = p < hw
-    two = tl.arange(0, 2)[None, :]
+    hw, p, valid, two = _plane_block(H, W, BLOCK)
     i = p // W
     j = p - i * W
     m = tl.load(m_ptr + b * msb + c * msc + i * msh + j * msw, mask=valid, other=0.0)
@@ -170,7 +192,7 @@ def _blend_kernel(u_ptr, y_ptr, z_ptr, m_ptr, lam_ptr, sig_ptr, out_ptr, C, H, W
         yv += tl.load(sig_ptr + b) * tl.load(z_ptr + off, mask=valid[:, None], other=0.0)
     g = w * ysign
     if CHECKER:
-        g = g * (1.0 - 2.0 * ((i + j) & 1).to(tl.float32))
+        g = g * _checker_sign(i + j)
     out = g[:, None] * yv
     if HAS_U:
         out += (1.0 - w)[:, None] * tl.load(u_ptr + off, mask=valid[:, None], other=0.0)
@@ -273,27 +295,30 @@ def _grid(hw: int, n: int) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------------
 # Launchers (Triton path; inputs already validated, complex64)
 # ---------------------------------------------------------------------------------------------------
-def _launch_expand(x: torch.Tensor, maps: Optional[torch.Tensor], checker: bool) -> torch.Tensor:
-    b, _, h, w = x.shape
-    c = 1 if maps is None else maps.shape[1]
-    out = torch.empty((b, c, h, w), dtype=x.dtype, device=x.device)
-    xr = _as_real(x)
-    sr = xr if maps is None else _as_real(maps)
-    sb = 0 if maps is None or maps.shape[0] == 1 else c * h * w
-    _expand_kernel[_grid(h * w, b)](xr, sr, torch.view_as_real(out), c, h, w, sb,
-                                    BLOCK=_BLOCK, CHECKER=checker, HAS_MAPS=maps is not None)
+def _launch_sense(kernel, src: torch.Tensor, maps: Optional[torch.Tensor], coils: int, out_channels: int,
+                  checker: bool) -> torch.Tensor:
+    """Launches the expand or combine kernel on ``src`` ``[B, ·, H, W]`` into a new ``[B, out_channels, H, W]``.
+
+    ``coils`` is C of the maps ``[B|1, C, H, W]``; maps shared by the batch get batch stride 0, and for
+    ``maps=None`` the kernel's unused maps pointer is ``src``'s.
+    """
+    b, _, h, w = src.shape
+    out = torch.empty((b, out_channels, h, w), dtype=src.dtype, device=src.device)
+    src_r = _as_real(src)
+    sr = src_r if maps is None else _as_real(maps)
+    sb = 0 if maps is None or maps.shape[0] == 1 else coils * h * w
+    kernel[_grid(h * w, b)](src_r, sr, torch.view_as_real(out), coils, h, w, sb,
+                            BLOCK=_BLOCK, CHECKER=checker, HAS_MAPS=maps is not None)
     return out
+
+
+def _launch_expand(x: torch.Tensor, maps: Optional[torch.Tensor], checker: bool) -> torch.Tensor:
+    c = 1 if maps is None else maps.shape[1]
+    return _launch_sense(_expand_kernel, x, maps, c, c, checker)
 
 
 def _launch_combine(k: torch.Tensor, maps: Optional[torch.Tensor], checker: bool) -> torch.Tensor:
-    b, c, h, w = k.shape
-    out = torch.empty((b, 1, h, w), dtype=k.dtype, device=k.device)
-    kr = _as_real(k)
-    sr = kr if maps is None else _as_real(maps)
-    sb = 0 if maps is None or maps.shape[0] == 1 else c * h * w
-    _combine_kernel[_grid(h * w, b)](kr, sr, torch.view_as_real(out), c, h, w, sb,
-                                     BLOCK=_BLOCK, CHECKER=checker, HAS_MAPS=maps is not None)
-    return out
+    return _launch_sense(_combine_kernel, k, maps, k.shape[1], 1, checker)
 
 
 def _launch_blend(k: Optional[torch.Tensor], y: torch.Tensor, mask: torch.Tensor, lam: torch.Tensor,
