@@ -248,7 +248,7 @@ def make_problem(task: Task, x: torch.Tensor, device: torch.device, seed: int = 
     from physics import masks as pmasks
 
     from medrecon.noise import randn_like
-    from medrecon.recon import Problem, radon_operator
+    from medrecon.recon import Problem, espirit_calibration, radon_operator
 
     n, size = x.shape[0], x.shape[-1]
     gen = torch.Generator().manual_seed(seed + 1)
@@ -268,10 +268,10 @@ def make_problem(task: Task, x: torch.Tensor, device: torch.device, seed: int = 
         if task.coils == 1:
             op = physics.SingleCoilMRI(m, shape=(size, size))
         else:
-            calib = min(24, _center_lines(mask))
-            maps = pcoils.espirit(y, calib_width=calib, kernel_width=max(3, min(6, calib - 2)))
+            calib = espirit_calibration(mask.numpy(), size)
+            maps = pcoils.espirit(y, calib_width=calib, kernel_width=max(3, min(6, calib[1] - 2)))
             op = physics.MultiCoilMRI(m, maps)
-            facts["espirit_calib"] = calib
+            facts["espirit_calib"] = f"{calib[0]}×{calib[1]}"
         target = x[:, 0].abs().numpy()
         return Problem("mri", op, y, Path(name), list(range(n)), target, None, MRI_NOISE, info=facts), facts
     span = math.pi if task.geometry == "parallel" else 2 * math.pi
@@ -291,17 +291,6 @@ def make_problem(task: Task, x: torch.Tensor, device: torch.device, seed: int = 
         sd = float((1000.0 / (MU_WATER_PER_MM * ps) * torch.sqrt(torch.exp(p) / CT_DOSE)).pow(2).mean().sqrt())
     facts = {"dose": CT_DOSE, "pixel_mm": ps, "noise_std": round(sd, 3), "views": task.views, "geometry": task.geometry}
     return Problem("ct", op, sino_noisy, Path(name), list(range(n)), x[:, 0].numpy(), None, sd, info=facts), facts
-
-
-def _center_lines(mask: torch.Tensor) -> int:
-    """Contiguous sampled columns around the centre column (the ESPIRiT calibration width)."""
-    m, c = mask.bool().tolist(), mask.numel() // 2
-    lo = hi = c
-    while lo > 0 and m[lo - 1]:
-        lo -= 1
-    while hi < len(m) - 1 and m[hi + 1]:
-        hi += 1
-    return hi - lo + 1 if m[c] else 0
 
 
 # -- runs ----------------------------------------------------------------------------------------
@@ -710,7 +699,7 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
             if task.modality == "mri":
                 extra = f"SNR {facts.get('snr_db', '?')} dB, {facts.get('mask_lines', '?')} lines"
                 if "espirit_calib" in facts:
-                    extra += f", ESPIRiT calibration {facts['espirit_calib']} lines"
+                    extra += f", ESPIRiT calibration region {facts['espirit_calib']}"
             else:
                 extra = f"I₀ {facts.get('dose', CT_DOSE):.0e}, pixel {facts.get('pixel_mm', 0):.3g} mm, sinogram noise ≈ {facts.get('noise_std', '?')} HU·px"
             shas = {r.get("facts", {}).get("data_sha256") for r in rs if r.get("status") == "ok"} - {None}

@@ -270,6 +270,17 @@ class MultiCoilMRI(LinearOperator):
     def coils(self) -> int:
         return self.oshape[0]
 
+    @property
+    def support(self) -> torch.Tensor:
+        """Pixels that some coil sees, ``Σ_c |S_c|² > 0``: bool ``[B or 1, 1, H, W]``.
+
+        Image content outside it is in the operator's null space, so no data determine it; with
+        ESPIRiT maps (zero where the eigenvalue test finds no signal) it is the object support that
+        SENSE imposes implicitly. Reconstructions that add null-space content (a prior's estimate)
+        apply it explicitly (:func:`medrecon.recon.reconstruct`).
+        """
+        return self._maps.abs().square().sum(dim=1, keepdim=True) > 0
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         st = self._state.get(x)
         if use_triton(x):  # CUDA: fused kernels of physics.kernels.mri_dc (same map, fewer memory passes)

@@ -202,3 +202,34 @@ def test_diffusion_path_scales_and_unscales(tmp_path, image):
     out, stats = reconstruct(problem, "ddnm", prior=ZeroPrior(), steps=3, seed=1)
     assert out.shape == zf.shape and stats["nfe"] == 3
     np.testing.assert_allclose(out, zf, rtol=1e-3, atol=1e-4 * zf.max())
+
+
+def test_multicoil_reconstruction_is_zero_outside_the_maps_support():
+    """Content outside the coil maps' support is unmeasured: a prior that puts a constant everywhere
+    (D ≡ 1) leaves it there, and the pipeline removes it (``MultiCoilMRI.support``)."""
+    import physics
+    from physics import coils as pcoils
+    from physics import masks as pmasks
+
+    from medrecon.recon import Problem, reconstruct
+
+    n = 32
+    maps = pcoils.birdcage(4, n, n)
+    maps[..., :, :6] = 0  # a band no coil sees
+    mask = pmasks.equispaced_fraction(n, 2, 0.25, seed=0).bool()[None]
+    op = physics.MultiCoilMRI(mask, maps)
+    assert op.support.shape == (1, 1, n, n) and not bool(op.support[..., :6].any()) and bool(op.support[..., 6:].all())
+    x = torch.ones(1, 1, n, n, dtype=torch.complex64)
+    problem = Problem("mri", op, op.forward(x), Path("<test>"), [0], None, None, 0.0)
+
+    class OnePrior:
+        name, complex, channels = "one", True, 2
+        manifest = {"value_scaling": {"kind": "none"}}
+
+        def __call__(self, z, sigma):
+            return torch.ones_like(z)
+
+    out, stats = reconstruct(problem, "ddnm", prior=OnePrior(), steps=3, seed=0)
+    assert stats["support_fraction"] == pytest.approx(1 - 6 / n)
+    np.testing.assert_array_equal(out[0, :, :6], 0.0)
+    np.testing.assert_allclose(out[0, :, 6:], 1.0, atol=1e-3)
