@@ -11,7 +11,14 @@ Tasks (:data:`TASKS`; images ``size × size``, default 128 — the shipped prior
 * ``mri-mc-4x`` / ``mri-mc-8x``: 8 birdcage coils (:func:`physics.coils.birdcage`, ``Σ|S_c|² = 1``),
   the same accelerations and noise, the centre widened to ≥ :data:`MIN_ACS_LINES` lines (the
   equispaced-fraction rule keeps the acceleration); reconstructions use **ESPIRiT maps** estimated
-  from the undersampled k-space's fully sampled centre (never the true maps).
+  from the undersampled k-space's fully sampled centre (never the true maps). As in fastMRI's
+  multi-coil files (a 640 × 368 acquisition for a 320 × 320 image) the field of view is larger than
+  the image: the image is zero-padded to :func:`acquisition_matrix` (readout
+  :data:`READOUT_OVERSAMPLING`×, phase encoding :data:`PHASE_OVERSAMPLING`×) before the coils see
+  it, the mask has that many columns, and outputs are cropped back to ``N × N``. Without it an image
+  that fills its field of view (the real slices) is cut at the edges that the periodic FFT joins:
+  ESPIRiT's maps go wrong along them and SENSE falls below zero-filling (measured on 2 ood slices,
+  8×, 128²: SENSE 17.8 dB with ESPIRiT maps vs 25.5 dB with the true maps).
 * ``ct-par-23`` / ``ct-par-60``: parallel-beam Radon, 23 / 60 views over 180°; ``ct-fan-60``: fan
   beam, 60 views over 360° (source and detector at 2N pixels from the centre, equiangular).
   Detector noise is Beer–Lambert + Poisson at ``I₀`` = :data:`CT_DOSE` photons per bin (the model
@@ -40,7 +47,7 @@ high-water mark over the whole process, not per run).
 Outputs: ``--json OUT.json`` (raw per-run results, rewritten after every run so an interrupted run
 keeps what finished) with a sidecar ``OUT.npz`` (slice 0 of every run, for the figures). Without
 ``--merge`` the table of this run is written to ``--results`` (default ``benchmarks/RESULTS.md``)
-and figures to ``benchmarks/figures/quality_<task>_<data>.png``; ``--merge A.json B.json …``
+and figures to ``benchmarks/figures/quality_<task>_<data>_<size>.png``; ``--merge A.json B.json …``
 builds them from several runs (e.g. a CPU run of the fast settings and a GPU run of the official
 ones). ``--gpu-plan`` is the preset for one ~200 s GPU session (:data:`GPU_PLAN`).
 
@@ -83,6 +90,13 @@ COILS = 8
 # Multi-coil masks keep ≥ 12 fully sampled centre lines (fastMRI's 8× at W = 368 has 15; 16 would be all of 8× at W = 128): ESPIRiT on the
 # 5 lines of centre fraction 0.04 at W = 128 gives maps that zero most of the image (measured: SENSE 8.3 dB PSNR).
 MIN_ACS_LINES = 12
+READOUT_OVERSAMPLING = 2  # multi-coil: rows of the simulated acquisition per image row (fastMRI: 640 for 320)
+PHASE_OVERSAMPLING = 1.25  # multi-coil: columns per image column (fastMRI knee: 368 for 320, 1.15)
+
+
+def acquisition_matrix(size: int) -> tuple[int, int]:
+    """Multi-coil acquisition grid ``(rows, cols)`` for an ``size × size`` image (even sizes, module docstring)."""
+    return READOUT_OVERSAMPLING * size, 2 * round(PHASE_OVERSAMPLING * size / 2)
 HELDOUT_SEEDS = {"mri-brain": 910001, "mri-body": 910002, "ct-head": 920001, "ct-body": 920002}  # make_heldout.py
 HELDOUT_DEFAULT_N = 64  # make_heldout.py --n default
 CLASSICAL = {"mri": ("zero-filled", "sense", "l1-wavelet", "tv"), "ct": ("fbp", "tv")}
@@ -254,13 +268,16 @@ def make_problem(task: Task, x: torch.Tensor, device: torch.device, seed: int = 
     gen = torch.Generator().manual_seed(seed + 1)
     name = f"<benchmark {task.label}>"
     if task.modality == "mri":
-        cf = task.center_fraction if task.coils == 1 else max(task.center_fraction, MIN_ACS_LINES / size)
-        mask = pmasks.equispaced_fraction(size, task.acceleration, cf, seed=seed).bool()
+        rows, cols = (size, size) if task.coils == 1 else acquisition_matrix(size)
+        cf = task.center_fraction if task.coils == 1 else max(task.center_fraction, MIN_ACS_LINES / cols)
+        mask = pmasks.equispaced_fraction(cols, task.acceleration, cf, seed=seed).bool()
         m = mask.to(device)[None]
         if task.coils == 1:
             k = physics.fft2c(x)
         else:
-            k = physics.fft2c(pcoils.birdcage(task.coils, size, size).reshape(1, task.coils, size, size) * x)
+            top, left = (rows - size) // 2, (cols - size) // 2
+            x_pad = torch.nn.functional.pad(x, (left, cols - size - left, top, rows - size - top))
+            k = physics.fft2c(pcoils.birdcage(task.coils, rows, cols).reshape(1, task.coils, rows, cols) * x_pad)
         k = (k + MRI_NOISE * randn_like(k, gen)) * mask
         y = k.to(device)
         facts: dict[str, Any] = {"mask_lines": int(mask.sum()), "center_fraction": round(cf, 4), "noise_std": MRI_NOISE,
@@ -268,12 +285,13 @@ def make_problem(task: Task, x: torch.Tensor, device: torch.device, seed: int = 
         if task.coils == 1:
             op = physics.SingleCoilMRI(m, shape=(size, size))
         else:
-            calib = espirit_calibration(mask.numpy(), size)
+            calib = espirit_calibration(mask.numpy(), rows)
             maps = pcoils.espirit(y, calib_width=calib, kernel_width=max(3, min(6, calib[1] - 2)))
             op = physics.MultiCoilMRI(m, maps)
             facts["espirit_calib"] = f"{calib[0]}×{calib[1]}"
+            facts["acquisition"] = f"{rows}×{cols}"
         target = x[:, 0].abs().numpy()
-        return Problem("mri", op, y, Path(name), list(range(n)), target, None, MRI_NOISE, info=facts), facts
+        return Problem("mri", op, y, Path(name), list(range(n)), target, (size, size), MRI_NOISE, info=facts), facts
     span = math.pi if task.geometry == "parallel" else 2 * math.pi
     angles = np.arange(task.views) * span / task.views
     dist = 2.0 * size if task.geometry == "fan" else None
@@ -402,7 +420,7 @@ class Recorder:
 
     def add(self, rec: dict, image: Optional[np.ndarray], target: Optional[np.ndarray]) -> None:
         self.runs.append(rec)
-        key = f"{rec['task']}|{rec['data']}"
+        key = group_key(rec["task"], rec["data"], rec["size"])
         if target is not None:
             self.images[f"{key}|target"] = target[0].astype(np.float32)
         if image is not None:
@@ -551,6 +569,17 @@ def benchmark(args: argparse.Namespace) -> Recorder:
 
 
 # -- report --------------------------------------------------------------------------------------
+def group_key(task: str, data: str, size: int) -> str:
+    """The ``task|data|size`` prefix of the slice-0 image keys in the ``.npz`` sidecars."""
+    return f"{task}|{data}|{size}"
+
+
+def groups(runs: list[dict]) -> list[tuple[str, str, int]]:
+    """The (task, data, size) tables present in ``runs``, in TASKS × DATASETS × size order."""
+    present = {(r["task"], r["data"], r.get("size")) for r in runs}
+    return [(t, d, n) for t in TASKS for d in DATASETS for n in sorted({g[2] for g in present if g[:2] == (t, d)})]
+
+
 def _fmt(vals: list[float], digits: int) -> str:
     a = np.asarray(vals, dtype=float)
     return f"{a.mean():.{digits}f} ± {a.std():.{digits}f}"
@@ -573,7 +602,11 @@ def merge(paths: list[Path]) -> tuple[list[dict], dict, list[dict]]:
         side = Path(p).with_suffix(".npz")
         if side.is_file():
             with np.load(side) as z:
-                images.update({k: z[k] for k in z.files})
+                for k in z.files:  # sidecars written before the size was part of the key: task|data|…
+                    parts = k.split("|")
+                    if len(parts) in (3, 4) and not parts[2].isdigit():
+                        parts.insert(2, str(doc["meta"]["size"]))
+                    images["|".join(parts)] = z[k]
     return list(runs.values()), images, metas
 
 
@@ -593,33 +626,32 @@ def targets_section(runs: list[dict]) -> list[str]:
              "than the issue's L1-wavelet/TV. Notes state what was and was not measured.", "",
              "| target | task | data | best diffusion | best classical | margin | status | notes |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for task, _ in TARGET_ROWS:
-        for d in DATASETS:
-            rs = [r for r in runs if r["task"] == task and r["data"] == d]
-            bd = _best(rs, lambda r: r.get("kind") == "diffusion")
-            bc = _best(rs, lambda r: r.get("kind") == "classical")
-            if bd is None or bc is None:
-                lines.append(f"| diffusion ≥ classical + 2 dB | {task} | {d} | {_name(bd)} | {_name(bc)} | – | not measured | |")
-                continue
-            margin = _psnr(bd) - _psnr(bc)
-            status = "met" if margin >= 2.0 else f"missed by {2.0 - margin:.2f} dB"
-            lines.append(f"| diffusion ≥ classical + 2 dB | {task} | {d} | {_name(bd)} {_psnr(bd):.2f} dB | "
-                         f"{_name(bc)} {_psnr(bc):.2f} dB | {margin:+.2f} dB | {status} | {_notes(rs, d)} |")
-    for task in TASKS:
-        for d in DATASETS:
-            rs = [r for r in runs if r["task"] == task and r["data"] == d]
-            fast = _best(rs, lambda r: r.get("kind") == "diffusion" and 0 < r.get("nfe", 0) <= 100)
-            slow = _best(rs, lambda r: r.get("kind") == "diffusion" and r.get("nfe", 0) >= 1000)
-            if fast is None and slow is None:
-                continue
-            if fast is None or slow is None:
-                lines.append(f"| ≤100-NFE within 0.5 dB of best ≥1000-NFE | {task} | {d} | {_name(fast or slow)} | – | – | "
-                             f"not measured | no {'≥1000' if slow is None else '≤100'}-NFE run |")
-                continue
-            gap = _psnr(slow) - _psnr(fast)
-            status = "met" if gap <= 0.5 else f"missed by {gap - 0.5:.2f} dB"
-            lines.append(f"| ≤100-NFE within 0.5 dB of best ≥1000-NFE | {task} | {d} | {_name(fast)} {_psnr(fast):.2f} dB "
-                         f"vs {_name(slow)} {_psnr(slow):.2f} dB | – | {-gap:+.2f} dB | {status} | |")
+    target_tasks = [t for t, _ in TARGET_ROWS]
+    for task, d, size in sorted((g for g in groups(runs) if g[0] in target_tasks), key=lambda g: (target_tasks.index(g[0]), g[2])):
+        rs = [r for r in runs if r["task"] == task and r["data"] == d and r.get("size") == size]
+        bd = _best(rs, lambda r: r.get("kind") == "diffusion")
+        bc = _best(rs, lambda r: r.get("kind") == "classical")
+        if bd is None or bc is None:
+            lines.append(f"| diffusion ≥ classical + 2 dB | {task} {size}² | {d} | {_name(bd)} | {_name(bc)} | – | not measured | |")
+            continue
+        margin = _psnr(bd) - _psnr(bc)
+        status = "met" if margin >= 2.0 else f"missed by {2.0 - margin:.2f} dB"
+        lines.append(f"| diffusion ≥ classical + 2 dB | {task} {size}² | {d} | {_name(bd)} {_psnr(bd):.2f} dB | "
+                     f"{_name(bc)} {_psnr(bc):.2f} dB | {margin:+.2f} dB | {status} | {_notes(rs, d)} |")
+    for task, d, size in groups(runs):
+        rs = [r for r in runs if r["task"] == task and r["data"] == d and r.get("size") == size]
+        fast = _best(rs, lambda r: r.get("kind") == "diffusion" and 0 < r.get("nfe", 0) <= 100)
+        slow = _best(rs, lambda r: r.get("kind") == "diffusion" and r.get("nfe", 0) >= 1000)
+        if fast is None and slow is None:
+            continue
+        if fast is None or slow is None:
+            lines.append(f"| ≤100-NFE within 0.5 dB of best ≥1000-NFE | {task} {size}² | {d} | {_name(fast or slow)} | – | – | "
+                         f"not measured | no {'≥1000' if slow is None else '≤100'}-NFE run |")
+            continue
+        gap = _psnr(slow) - _psnr(fast)
+        status = "met" if gap <= 0.5 else f"missed by {gap - 0.5:.2f} dB"
+        lines.append(f"| ≤100-NFE within 0.5 dB of best ≥1000-NFE | {task} {size}² | {d} | {_name(fast)} {_psnr(fast):.2f} dB "
+                     f"vs {_name(slow)} {_psnr(slow):.2f} dB | – | {-gap:+.2f} dB | {status} | |")
     lines += ["", "**Speed (H100, 320², 1000 NFE ≤ 5 s; non-network work ≤ 10 %).** " + LEAD_SPEED +
               " Not measured on an H100 by this script. On the H200 (faster than an H100) eager fp32 misses 5 s by "
               "7.3 s (`ddnm`) and 6.6 s (`song2022`); CUDA-graph bf16 replay leaves 6.7 s of network time per 1000 "
@@ -663,11 +695,14 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
         "Mean ± std over the slices of each task (PSNR/SSIM/NMSE with the fastMRI definitions, "
         "`medrecon.metrics`; MRI on magnitude with data range = slice max, CT on HU with data range = slice max − min).",
         "",
-        f"* Image size: {', '.join(f'{s}²' for s in sizes)} (the shipped priors were trained at 128²).",
+        f"* Image sizes: {', '.join(f'{s}²' for s in sizes)}, one table per task, data set and size (the shipped priors "
+        "were trained on 256² images, then fine-tuned with half of each batch 128² crops: see their manifests).",
         f"* MRI: fastMRI equispaced-fraction masks (seed 0); complex k-space noise σ = {MRI_NOISE} per real component "
         f"on images normalised to a 99.5th-percentile magnitude of 1 (SNR per task below); multi-coil: {COILS} birdcage coils, "
-        f"centre widened to ≥ {MIN_ACS_LINES} lines (ESPIRiT on the 5 lines of centre fraction 0.04 at N = 128 zeroes most "
-        "of the image: SENSE 8.3 dB PSNR, measured), reconstructed with ESPIRiT maps from the undersampled data.",
+        f"centre widened to ≥ {MIN_ACS_LINES} lines (ESPIRiT on the 5 lines of centre fraction 0.04 at N = 128 zeroed most "
+        "of the image: SENSE 8.3 dB PSNR, measured with the earlier square calibration), reconstructed with ESPIRiT maps "
+        "from the undersampled data (`physics.coils.espirit`, calibration region min(24, N) rows × the centre columns); "
+        "every method's output is zero outside the maps' support (`physics.MultiCoilMRI.support`).",
         f"* CT: Beer–Lambert + Poisson detector noise at I₀ = {CT_DOSE:.0e} photons per bin, pixel {CT_FOV_MM:g} mm / N "
         "for every slice, held-out and real alike (the DICOM pixel spacing is not used).",
         "* Data: `heldout` = the synthetic generators' held-out split (never used in training; half brain/head, half "
@@ -689,48 +724,46 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
     if notes:
         lines += ["## Notes", ""] + [f"* {n}" for n in notes] + [""]
     lines += targets_section(runs)
-    for task_name, task in TASKS.items():
-        for d in DATASETS:
-            rs = [r for r in runs if r["task"] == task_name and r["data"] == d]
-            if not rs:
+    for task_name, d, size in groups(runs):
+        task = TASKS[task_name]
+        rs = [r for r in runs if r["task"] == task_name and r["data"] == d and r.get("size") == size]
+        facts = next((r.get("facts", {}) for r in rs if r.get("status") == "ok"), {})
+        extra = ""
+        if task.modality == "mri":
+            extra = f"SNR {facts.get('snr_db', '?')} dB, {facts.get('mask_lines', '?')} lines"
+            if "espirit_calib" in facts:
+                extra += f", ESPIRiT calibration region {facts['espirit_calib']}"
+        else:
+            extra = f"I₀ {facts.get('dose', CT_DOSE):.0e}, pixel {facts.get('pixel_mm', 0):.3g} mm, sinogram noise ≈ {facts.get('noise_std', '?')} HU·px"
+        shas = {r.get("facts", {}).get("data_sha256") for r in rs if r.get("status") == "ok"} - {None}
+        if len(shas) > 1:
+            extra += (f". **Warning: the merged runs saw different ground-truth slices ({len(shas)} data "
+                      "fingerprints); compare rows of one run only**")
+        lines += [f"## {task.label} — {d}, {size}²", "", f"{facts.get('source', '')} ({facts.get('distinct', '?')} distinct images); {extra}.", "",
+                  "| method | setting | steps | NFE | PSNR (dB) | SSIM | NMSE | s/slice | device | peak mem (MiB) | n |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        order = {m: i for i, m in enumerate(list(CLASSICAL[task.modality]) + list(METHODS))}
+        rs.sort(key=lambda r: (order.get(r["method"], 99), r["setting"] != "official"))
+        for r in rs:
+            if r.get("status") != "ok":
+                lines.append(f"| `{r['method']}` | {r['setting']} | | | not run: {r.get('error', '').splitlines()[0][:120]} | | | | | | |")
                 continue
-            facts = next((r.get("facts", {}) for r in rs if r.get("status") == "ok"), {})
-            extra = ""
-            if task.modality == "mri":
-                extra = f"SNR {facts.get('snr_db', '?')} dB, {facts.get('mask_lines', '?')} lines"
-                if "espirit_calib" in facts:
-                    extra += f", ESPIRiT calibration region {facts['espirit_calib']}"
-            else:
-                extra = f"I₀ {facts.get('dose', CT_DOSE):.0e}, pixel {facts.get('pixel_mm', 0):.3g} mm, sinogram noise ≈ {facts.get('noise_std', '?')} HU·px"
-            shas = {r.get("facts", {}).get("data_sha256") for r in rs if r.get("status") == "ok"} - {None}
-            if len(shas) > 1:
-                extra += (f". **Warning: the merged runs saw different ground-truth slices ({len(shas)} data "
-                          "fingerprints); compare rows of one run only**")
-            lines += [f"## {task.label} — {d}", "", f"{facts.get('source', '')} ({facts.get('distinct', '?')} distinct images); {extra}.", "",
-                      "| method | setting | steps | NFE | PSNR (dB) | SSIM | NMSE | s/slice | device | peak mem (MiB) | n |",
-                      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-            order = {m: i for i, m in enumerate(list(CLASSICAL[task.modality]) + list(METHODS))}
-            rs.sort(key=lambda r: (order.get(r["method"], 99), r["setting"] != "official"))
-            for r in rs:
-                if r.get("status") != "ok":
-                    lines.append(f"| `{r['method']}` | {r['setting']} | | | not run: {r.get('error', '').splitlines()[0][:120]} | | | | | | |")
-                    continue
-                mt = r["metrics"]
-                lines.append(
-                    f"| `{r['method']}` | {r['setting']} | {r.get('steps') or ''} | {r['nfe'] or ''}"
-                    f"{_bwd(r)} | {_fmt(mt['psnr'], 2)} | "
-                    f"{_fmt(mt['ssim'], 3)} | {_fmt(mt['nmse'], 4)} | {r['seconds_per_slice']:.3g} | {r['device_name']} | "
-                    f"{r['peak_mem_mb']:.0f} | {r['n']} |")
-            ran = {(r["method"], r["setting"]) for r in rs if r.get("status") == "ok"}
-            absent = [f"`{m}` {s}" for m in METHODS for s in ("official", "fast")
-                      if (m, s) not in ran and not (s == "fast" and fast_steps(m, 100) == METHODS[m].steps)]
-            if absent:
-                lines += ["", "Not run for this table (compute): " + ", ".join(absent) + "."]
-            fig = ROOT / "benchmarks" / "figures" / f"quality_{task_name}_{d}.png"
-            if fig.is_file():
-                lines += ["", f"![{task_name} {d}](figures/{fig.name})"]
-            lines.append("")
-    missing = [f"{t} {d}" for t in TASKS for d in DATASETS if not any(r["task"] == t and r["data"] == d for r in runs)]
+            mt = r["metrics"]
+            lines.append(
+                f"| `{r['method']}` | {r['setting']} | {r.get('steps') or ''} | {r['nfe'] or ''}"
+                f"{_bwd(r)} | {_fmt(mt['psnr'], 2)} | "
+                f"{_fmt(mt['ssim'], 3)} | {_fmt(mt['nmse'], 4)} | {r['seconds_per_slice']:.3g} | {r['device_name']} | "
+                f"{r['peak_mem_mb']:.0f} | {r['n']} |")
+        ran = {(r["method"], r["setting"]) for r in rs if r.get("status") == "ok"}
+        absent = [f"`{m}` {s}" for m in METHODS for s in ("official", "fast")
+                  if (m, s) not in ran and not (s == "fast" and fast_steps(m, 100) == METHODS[m].steps)]
+        if absent:
+            lines += ["", "Not run for this table (compute): " + ", ".join(absent) + "."]
+        fig = ROOT / "benchmarks" / "figures" / figure_name(task_name, d, size)
+        if fig.is_file():
+            lines += ["", f"![{task_name} {d} {size}²](figures/{fig.name})"]
+        lines.append("")
+    missing = [f"{t} {d}" for t in TASKS for d in DATASETS if not any(r["task"] == t and r["data"] == d for r in runs)]  # at any size
     if missing:
         lines += ["## Not measured yet", "", ", ".join(missing), ""]
     return "\n".join(lines)
@@ -747,41 +780,45 @@ def figures(runs: list[dict], images: dict, out_dir: Path) -> list[Path]:
 
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    for t, task in TASKS.items():
-        for d in DATASETS:
-            tkey = f"{t}|{d}|target"
-            if tkey not in images:
-                continue
-            rs = [r for r in runs if r["task"] == t and r["data"] == d and r.get("status") == "ok"
-                  and f"{t}|{d}|{r['method']}|{r['setting']}" in images]
-            order = {m: i for i, m in enumerate(list(CLASSICAL[task.modality]) + list(METHODS))}
-            rs.sort(key=lambda r: (order.get(r["method"], 99), r["setting"] != "official"))
-            target = images[tkey]
-            lo, hi = (float(target.min()), float(target.max()))
-            if task.modality == "ct":
-                lo, hi = -200.0, 200.0  # brain/soft-tissue window, HU
-            cols = len(rs) + 1
-            fig, ax = plt.subplots(2, cols, figsize=(1.9 * cols, 4.1), squeeze=False)
-            ax[0, 0].imshow(target, cmap="gray", vmin=lo, vmax=hi)
-            ax[0, 0].set_title("ground truth", fontsize=7)
-            ax[1, 0].axis("off")
-            emax = 0.25 * (float(target.max()) - float(target.min()))
-            for j, r in enumerate(rs, start=1):
-                img = images[f"{t}|{d}|{r['method']}|{r['setting']}"]
-                ax[0, j].imshow(img, cmap="gray", vmin=lo, vmax=hi)
-                label = r["method"] + ("" if r["kind"] == "classical" else f"\n{r['setting']} {r['nfe']} NFE")
-                ax[0, j].set_title(f"{label}\n{r['metrics']['psnr'][0]:.1f} dB", fontsize=6)
-                ax[1, j].imshow(np.abs(img - target), cmap="inferno", vmin=0, vmax=emax)
-            for a in ax.ravel():
-                a.set_xticks([])
-                a.set_yticks([])
-            fig.suptitle(f"{task.label} — {d} (slice 0; bottom: |error|, 0…{emax:.3g})", fontsize=8)
-            fig.tight_layout()
-            path = out_dir / f"quality_{t}_{d}.png"
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            written.append(path)
+    for t, d, size in groups(runs):
+        task, g = TASKS[t], group_key(t, d, size)
+        tkey = f"{g}|target"
+        if tkey not in images:
+            continue
+        rs = [r for r in runs if r["task"] == t and r["data"] == d and r.get("size") == size and r.get("status") == "ok"
+              and f"{g}|{r['method']}|{r['setting']}" in images]
+        order = {m: i for i, m in enumerate(list(CLASSICAL[task.modality]) + list(METHODS))}
+        rs.sort(key=lambda r: (order.get(r["method"], 99), r["setting"] != "official"))
+        target = images[tkey]
+        lo, hi = (float(target.min()), float(target.max()))
+        if task.modality == "ct":
+            lo, hi = -200.0, 200.0  # brain/soft-tissue window, HU
+        cols = len(rs) + 1
+        fig, ax = plt.subplots(2, cols, figsize=(1.9 * cols, 4.1), squeeze=False)
+        ax[0, 0].imshow(target, cmap="gray", vmin=lo, vmax=hi)
+        ax[0, 0].set_title("ground truth", fontsize=7)
+        ax[1, 0].axis("off")
+        emax = 0.25 * (float(target.max()) - float(target.min()))
+        for j, r in enumerate(rs, start=1):
+            img = images[f"{g}|{r['method']}|{r['setting']}"]
+            ax[0, j].imshow(img, cmap="gray", vmin=lo, vmax=hi)
+            label = r["method"] + ("" if r["kind"] == "classical" else f"\n{r['setting']} {r['nfe']} NFE")
+            ax[0, j].set_title(f"{label}\n{r['metrics']['psnr'][0]:.1f} dB", fontsize=6)
+            ax[1, j].imshow(np.abs(img - target), cmap="inferno", vmin=0, vmax=emax)
+        for a in ax.ravel():
+            a.set_xticks([])
+            a.set_yticks([])
+        fig.suptitle(f"{task.label} — {d}, {size}² (slice 0; bottom: |error|, 0…{emax:.3g})", fontsize=8)
+        fig.tight_layout()
+        path = out_dir / figure_name(t, d, size)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
     return written
+
+
+def figure_name(task: str, data: str, size: int) -> str:
+    return f"quality_{task}_{data}_{size}.png"
 
 
 def write_report(runs: list[dict], images: dict, metas: list[dict], results: Path, fig_dir: Path,
