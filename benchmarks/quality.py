@@ -588,7 +588,7 @@ def _fmt(vals: list[float], digits: int) -> str:
 def merge(paths: list[Path]) -> tuple[list[dict], dict, list[dict]]:
     """Runs of several JSONs (a later file's run replaces an earlier run of the same task, data, size,
     method and setting, unless it failed and the earlier one did not), the slice-0 images keyed
-    ``task|data|method|setting``, and the metas."""
+    ``task|data|size|method|setting`` (older sidecars without the size get their run's), and the metas."""
     runs: dict[tuple, dict] = {}
     images: dict[str, np.ndarray] = {}
     metas = []

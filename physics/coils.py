@@ -58,9 +58,10 @@ def espirit(
     kernels give per pixel the coil matrix ``G(r) = Σ_k v_k(r) v_k(r)ᴴ · HW/kernel_width²`` (their
     eq. 13); its leading eigenvector is the map, its eigenvalue ≈ 1 inside the object. The numerics
     follow ``sigpy.mri.app.EspiritCalib`` (same normalisation, phase reference and crop; agreement on
-    the support is tested) with three differences: the calibration region may be a rectangle, slices
-    are batched through ``torch.linalg``, and the per-pixel eigenvector comes from an exact
-    Hermitian eigendecomposition instead of 100 power iterations.
+    the support is tested) with three differences: the calibration region may be a rectangle, ``G``
+    comes from the kernels' cross-correlations (one inverse DFT of ``C²`` images instead of one per
+    kernel and coil), and the per-pixel eigenvector comes from an exact Hermitian eigendecomposition
+    instead of 100 power iterations. Slices are processed one at a time in the input's precision.
 
     Args:
         kspace: centred k-space ``[B, coils, H, W]`` complex (undersampled is fine as long as the
@@ -88,35 +89,52 @@ def espirit(
     rows, cols = _calib_shape(calib_width, h, w, kernel_width)
     if not 0 < thresh < 1:
         raise ValueError(f"espirit: expected 0 < thresh < 1, received thresh={thresh}")
-    work = torch.complex128
-    kw = kernel_width
-    calib = _center_block(kspace.detach(), rows, cols).to(work)  # [B, C, rows, cols]
-    # Blocks as rows: unfold real and imaginary parts ([B, 2C·kw², L], channel-major like sigpy's blocks).
-    parts = torch.view_as_real(calib).permute(0, 1, 4, 2, 3).reshape(b, 2 * c, rows, cols)
-    blocks = torch.nn.functional.unfold(parts, (kw, kw)).reshape(b, c, 2, kw * kw, -1)
-    mat = torch.complex(blocks[:, :, 0], blocks[:, :, 1]).permute(0, 3, 1, 2).reshape(b, -1, c * kw * kw)
-    _, sv, vh = torch.linalg.svd(mat, full_matrices=False)  # vh [B, r, C·kw²]
-    keep = sv > thresh * sv[:, :1]
-    kern = (vh * keep[..., None]).reshape(b, -1, c, kw, kw)  # signal-subspace kernels [B, r, C, kw, kw]
-    # G(x) = Σ_k v_k(x) v_k(x)ᴴ·HW/kw² with v_k(x) the zero-padded kernels' inverse DFT depends only on
-    # the kernels' cross-correlations Q_cc'[Δ] = Σ_k Σ_p v_kc[p + Δ]·conj(v_kc'[p]), |Δ| < kw: compute
-    # those on a (2kw − 1)² grid, then one inverse DFT of C² images (not r·C of them) gives G.
+    out = [_espirit_slice(kspace[i].detach(), rows, cols, kernel_width, thresh) for i in range(b)]  # bounded memory
+    maps = torch.stack([o[0] for o in out])
+    eig = torch.stack([o[1] for o in out])
+    maps = maps * (eig > crop)[:, None]
+    return (maps, eig) if return_eigenvalues else maps
+
+
+def _espirit_slice(kspace: torch.Tensor, rows: int, cols: int, kw: int, thresh: float,
+                   pixel_chunk: int = 1 << 15) -> tuple[torch.Tensor, torch.Tensor]:
+    """Uncropped ESPIRiT maps ``[C, H, W]`` and eigenvalues ``[H, W]`` of one slice ``[C, H, W]``, computed in
+    the input's precision; the per-pixel coil matrices take ``H·W·C²`` elements, the eigendecompositions
+    run over ``pixel_chunk`` pixels at a time."""
+    c, h, w = kspace.shape
+    calib = _center_block(kspace, rows, cols)
+    # Blocks as rows: unfold real and imaginary parts ([2C·kw², L], channel-major like sigpy's blocks).
+    parts = torch.view_as_real(calib).permute(0, 3, 1, 2).reshape(1, 2 * c, rows, cols)
+    blocks = torch.nn.functional.unfold(parts, (kw, kw)).reshape(c, 2, kw * kw, -1)
+    mat = torch.complex(blocks[:, 0], blocks[:, 1]).permute(2, 0, 1).reshape(-1, c * kw * kw)
+    _, sv, vh = torch.linalg.svd(mat, full_matrices=False)  # vh [r, C·kw²]
+    kern = vh[sv > thresh * sv[0]].reshape(-1, c, kw, kw)  # signal-subspace kernels [r, C, kw, kw]
+    # G(x) = Σ_k v_k(x) v_k(x)ᴴ·HW/kw², v_k(x) the zero-padded kernels' inverse DFT, depends only on the
+    # kernels' cross-correlations Q_cc'[Δ] = Σ_k Σ_p v_kc[p + Δ]·conj(v_kc'[p]), |Δ| < kw: compute those
+    # on a (2kw − 1)² grid, place lag Δ at (Δ mod H, Δ mod W) (the uncentred DFT layout; lags beyond
+    # the image wrap, as zero-padding to H × W and a DFT would give), and one inverse DFT of C² images
+    # (not r·C of them) gives G.
     m = 2 * kw - 1
-    spec = torch.fft.fft2(kern, s=(m, m))  # [B, r, C, m, m]
-    cross = torch.einsum("brcuv,brduv->bcduv", spec, spec.conj())
-    lags = torch.fft.fftshift(torch.fft.ifft2(cross), dim=(-2, -1))  # Δ = 0 at index kw − 1
-    padded = torch.zeros(b, c, c, h, w, dtype=work, device=kspace.device)
-    _center_block(padded, m, m).copy_(lags)
-    gram = torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(padded, dim=(-2, -1))), dim=(-2, -1))
-    gram = gram.permute(0, 3, 4, 1, 2) * (h * w / (kw * kw))  # [B, H, W, C, C]
-    evals, evecs = torch.linalg.eigh(gram)  # ascending; G is Hermitian
-    eig = evals[..., -1]
-    vec = evecs[..., -1:]
-    maps = vec[..., 0].permute(0, 3, 1, 2)  # [B, C, H, W]
-    ref = maps[:, :1]
-    maps = maps * (ref.conj() / ref.abs().clamp_min(torch.finfo(torch.float64).tiny))
-    maps = (maps * (eig > crop)[:, None]).to(kspace.dtype)
-    return (maps, eig.to(kspace.real.dtype)) if return_eigenvalues else maps
+    spec = torch.fft.fft2(kern, s=(m, m))  # [r, C, m, m]
+    lags = torch.fft.ifft2(torch.einsum("rcuv,rduv->cduv", spec, spec.conj()))  # lag Δ at index Δ mod m
+    shift = torch.arange(m, device=kspace.device)
+    delta = torch.where(shift < kw, shift, shift - m)  # the lag held at each index
+    folded = torch.zeros(c, c, h, m, dtype=kspace.dtype, device=kspace.device).index_add_(2, delta % h, lags)
+    grid = torch.zeros(c, c, h, w, dtype=kspace.dtype, device=kspace.device).index_add_(3, delta % w, folded)
+    del folded, lags
+    gram = torch.fft.ifft2(grid, norm="forward").mul_(1.0 / (kw * kw))  # [C, C, H, W], DC pixel at (0, 0)
+    del grid
+    gram = gram.reshape(c, c, h * w)
+    vecs = torch.empty(c, h * w, dtype=kspace.dtype, device=kspace.device)
+    vals = torch.empty(h * w, dtype=kspace.real.dtype, device=kspace.device)
+    for i in range(0, h * w, pixel_chunk):
+        e, v = torch.linalg.eigh(gram[:, :, i : i + pixel_chunk].permute(2, 0, 1))  # ascending; G is Hermitian
+        vals[i : i + pixel_chunk] = e[:, -1]
+        vecs[:, i : i + pixel_chunk] = v[:, :, -1].T
+    ref = vecs[:1]
+    vecs = vecs * (ref.conj() / ref.abs().clamp_min(torch.finfo(vals.dtype).tiny))
+    centred = lambda t: torch.fft.fftshift(t.reshape(*t.shape[:-1], h, w), dim=(-2, -1))  # noqa: E731
+    return centred(vecs), centred(vals)
 
 
 def birdcage(

@@ -7,9 +7,11 @@ Padding: pixels outside the reconstructed field of view carry no measurement. DI
 with ``PixelPaddingValue`` (optionally a range up to ``PixelPaddingRangeLimit``, PS3.3 C.7.5.1.1.2),
 in stored units; CT scanners also write values far below the Hounsfield scale there without the
 tag (GE −2000 HU, Siemens/Philips −3024 HU), and lossy JPEG 2000 rings around them. By default
-(``padding="air"``) padded pixels, and CT values below −1024 HU (an attenuation below zero, which
-no object has), become air: −1000 HU for CT, the smallest unpadded value otherwise. A forward model
-fed −3000 HU would integrate negative attenuation; ``padding="keep"`` returns the values as stored.
+(``padding="air"``) padded pixels, and values of a rescaled CT below −1024 HU (the bottom of the
+12-bit CT number range; a μ < 0 that only noise or padding gives), become air: −1000 HU for a
+rescaled CT, the smallest unpadded value otherwise. Air noise below −1024 HU is raised to −1000 HU
+too and counted in ``padded``. A forward model fed −3000 HU would integrate negative attenuation;
+``padding="keep"`` returns the values as stored.
 
 A folder is read as one series; its slices
 are sorted along the slice normal ``n = row_cosines × column_cosines`` (from
@@ -62,6 +64,16 @@ def _dcmread(path: Path, stop_before_pixels: bool = False):
         raise MedreconError(f"{path}: not a readable DICOM file ({err})") from None
 
 
+def _stored_value(ds, value) -> float:
+    """A padding tag's value in the pixels' signedness: some writers store −2000 as US 63536 while
+    ``PixelRepresentation`` = 1 (signed pixels)."""
+    v = float(value)
+    bits = int(getattr(ds, "BitsAllocated", 16) or 16)
+    if int(getattr(ds, "PixelRepresentation", 0) or 0) == 1 and v >= 2 ** (bits - 1):
+        v -= 2**bits
+    return v
+
+
 def _padding_mask(ds, stored: np.ndarray) -> np.ndarray:
     """Pixels whose stored value is ``PixelPaddingValue`` or lies between it and ``PixelPaddingRangeLimit``."""
     value = getattr(ds, "PixelPaddingValue", None)
@@ -69,8 +81,8 @@ def _padding_mask(ds, stored: np.ndarray) -> np.ndarray:
         return np.zeros(stored.shape, bool)
     limit = getattr(ds, "PixelPaddingRangeLimit", None)
     if limit is None:
-        return stored == float(value)
-    lo, hi = sorted((float(value), float(limit)))
+        return stored == _stored_value(ds, value)
+    lo, hi = sorted((_stored_value(ds, value), _stored_value(ds, limit)))
     return (stored >= lo) & (stored <= hi)
 
 

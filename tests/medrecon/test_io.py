@@ -135,7 +135,7 @@ def test_sinogram_angles_mismatch(tmp_path):
 
 
 def _write_dicom(path, pixels, position, instance, slope=2.0, intercept=-1024.0, series="1.2.3", modality="CT",
-                 padding_value=None):
+                 padding_value=None, signed=False):
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -151,8 +151,8 @@ def _write_dicom(path, pixels, position, instance, slope=2.0, intercept=-1024.0,
     ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, int(signed)
+    ds.PixelData = pixels.astype(np.int16 if signed else np.uint16).tobytes()
     if padding_value is not None:
         ds.add_new(0x00280120, "US", padding_value)  # PixelPaddingValue
     if slope is None:
@@ -194,6 +194,11 @@ def test_dicom_padding_becomes_air(tmp_path):
     v = mio.read_dicom(untagged)
     np.testing.assert_array_equal(v.volume[0], np.where(stored < 476, -1000.0, stored - 1500.0))
     assert v.padded == 3 and mio.read_image(untagged).volume.min() == -1000.0
+
+    signed = tmp_path / "signed.dcm"  # −2000 written as US 63536 for signed pixels
+    pixels = np.array([[-2000, 10], [20, -2000]])
+    _write_dicom(signed, pixels, 0.0, 1, slope=None, modality="MR", padding_value=63536, signed=True)
+    np.testing.assert_array_equal(mio.read_dicom(signed).volume[0], [[10, 10], [20, 10]])
 
     mr = tmp_path / "mr.dcm"  # no Hounsfield scale: padding takes the smallest unpadded value
     _write_dicom(mr, stored, 0.0, 1, slope=None, modality="MR", padding_value=600)

@@ -87,6 +87,18 @@ def test_espirit_equals_sigpy_espiritcalib_on_the_support():
     torch.testing.assert_close(ours[0][:, support], ref[:, support], rtol=0, atol=1e-6)
 
 
+def test_espirit_kernel_wider_than_half_the_image_wraps_like_sigpy():
+    """Kernel cross-correlation lags beyond the image wrap around (2·kernel_width − 1 > H here)."""
+    from sigpy.mri.app import EspiritCalib
+
+    img, _ = _phantom(16, 20)
+    k = fft2c(coils.birdcage(4, 16, 20, dtype=torch.complex128) * img) + 1e-3 * _complex((1, 4, 16, 20), 4)
+    _, eig = coils.espirit(k, calib_width=12, kernel_width=9, return_eigenvalues=True)
+    _, ref = EspiritCalib(k[0].numpy(), calib_width=12, kernel_width=9, max_iter=1000, show_pbar=False,
+                          output_eigenvalue=True).run()
+    torch.testing.assert_close(eig, torch.from_numpy(ref).real.to(eig.dtype), rtol=0, atol=1e-6)
+
+
 def test_espirit_rectangular_calibration_uses_the_whole_acs_band():
     """With 10 fully sampled centre columns, a 24 × 10 calibration region gives better maps than 10 × 10."""
     h, w, n_coils = 64, 64, 8
