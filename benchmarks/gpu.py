@@ -16,6 +16,13 @@ against the torch reference path on the GPU, then times (CUDA events, median of 
 * MRI: one multi-coil data-consistency step (15 coils × 640×368, batch 8): the fused kernels vs
   plain torch ops.
 
+Peers on a device machine without network: download their wheels here (``pip download --no-deps
+-d .whl torchtomo deepinv torchmetrics einops natsort lightning-utilities`` plus the
+``torchvision`` wheel matching the device's torch, e.g. ``torchvision==0.26.0 --python-version 3.12
+--platform manylinux_2_28_x86_64 --only-binary=:all:`` for torch 2.11), carry ``.whl`` and run
+``pip install --no-deps --target /tmp/peers .whl/*.whl && PYTHONPATH=/tmp/peers:$PWD python3
+benchmarks/gpu.py`` there.
+
 The issue's targets are printed beside the measured numbers with ratios, and the report is written
 as markdown to ``--out`` (default ``benchmarks/RESULTS-gpu.md``) after every section, so a run cut
 short by a ``timeout`` still leaves what it measured. Every section runs in its own ``try``: a failure
