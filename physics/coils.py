@@ -210,8 +210,7 @@ def coil_compress(
     if calib is not None:
         if not 1 <= calib <= min(h, w):
             raise ValueError(f"coil_compress: calib must lie in [1, {min(h, w)}], received {calib!r}")
-        r0, c0 = h // 2 - calib // 2, w // 2 - calib // 2
-        data = kspace[..., r0 : r0 + calib, c0 : c0 + calib]
+        data = _center_block(kspace, calib, calib)
     x = data.reshape(b, c, -1).to(torch.complex128)
     # Left singular vectors of X are the eigenvectors of the coil covariance X Xᴴ (coils × coils).
     _, vecs = torch.linalg.eigh(x @ x.mH)  # ascending eigenvalues
