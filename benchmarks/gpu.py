@@ -336,6 +336,23 @@ def ct_correctness(report: Report, device: torch.device, sizes: list[tuple[int, 
                 report.failures.append(f"CT {kind} {n}²/{views}/B{batch}: fwd {ef:.2e} adj {ea:.2e} dot {dot:.2e}")
             report.say(f"| {kind} | {n}²/{views} views/B{batch} | {ef:.2e} | {ea:.2e} | {dot:.2e} | 1e-5 | "
                        f"{'yes' if ok else '**NO**'} |")
+            # every launch the projector may choose on a GPU (layouts × blocks) against the torch path
+            proj = ct_project._projector(geo)
+            ref_f = ct_project.radon_forward(x, geo, backend="torch")
+            ref_a = ct_project.radon_adjoint(y, geo, backend="torch")
+            for cf, ca in zip(ct_project.candidate_configs("forward", batch, geo.batch is None),
+                              ct_project.candidate_configs("adjoint", batch, geo.batch is None)):
+                ef, ea = rel_err(proj.forward(x, cf), ref_f), rel_err(proj.adjoint(y, ca), ref_a)
+                ok = max(ef, ea) <= 1e-5
+                if not ok:
+                    report.failures.append(f"CT {kind} {n}²/{views}/B{batch} {_cfg_name(cf, ca)}: fwd {ef:.2e} adj {ea:.2e}")
+                report.say(f"| {kind} | {n}²/{views} views/B{batch}, launch {_cfg_name(cf, ca)} | {ef:.2e} | "
+                           f"{ea:.2e} | – | 1e-5 | {'yes' if ok else '**NO**'} |")
+
+
+def _cfg_name(cf, ca) -> str:
+    """A forward and an adjoint launch (:class:`physics.kernels.ct_project.LaunchConfig`) in a few words."""
+    return f"{cf.layout}, {cf.items} items/program, {cf.block[0]} rays / {ca.block[0]}×{ca.block[1]} px"
 
 
 def _peer_projectors(n: int, views: int, detectors: int, device: torch.device) -> dict[str, tuple]:
@@ -352,10 +369,15 @@ def _peer_projectors(n: int, views: int, detectors: int, device: torch.device) -
         for backend in ("cuda", "triton"):
             try:
                 kwargs = dict(img_size=n, n_angles=views, n_det=detectors)
-                if "backend" in inspect.signature(torchtomo.ParallelBeam).parameters:
+                params = inspect.signature(torchtomo.ParallelBeam).parameters
+                if "backend" in params:
                     kwargs["backend"] = backend
+                if "circle" in params:
+                    kwargs["circle"] = False  # no mask: the same work as ours
                 proj = torchtomo.ParallelBeam(**kwargs)
                 proj = proj.to(device) if hasattr(proj, "to") else proj
+                if getattr(proj, "backend", backend) != backend:
+                    raise RuntimeError(f"fell back to its {proj.backend!r} backend")
                 adj_name = next(a for a in ("adjoint", "A_adjoint", "transpose", "backproject", "backprojection",
                                             "back_project") if hasattr(proj, a))
                 fwd_fn = proj.forward
@@ -417,6 +439,13 @@ def ct_timing(report: Report, device: torch.device, sizes: list[tuple[int, int, 
             if triton_ok:
                 impls["ours (Triton)"] = (lambda t: ct_project.radon_forward(t, geo, backend="triton"),
                                           lambda t: ct_project.radon_adjoint(t, geo, backend="triton"))
+                proj = ct_project._projector(geo)
+                configs = list(zip(ct_project.candidate_configs("forward", batch, geo.batch is None),
+                                   ct_project.candidate_configs("adjoint", batch, geo.batch is None)))
+                if len(configs) > 1:  # each launch the tuner chooses from, timed on its own
+                    for cf, ca in configs:
+                        impls[f"ours, launch {_cfg_name(cf, ca)}"] = (lambda t, c=cf: proj.forward(t, c),
+                                                                      lambda t, c=ca: proj.adjoint(t, c))
             if peers and device.type == "cuda" and not over_budget():
                 impls.update(_peer_projectors(n, views, geo.detectors, device))
             ref: dict[str, float] = {}
@@ -424,9 +453,11 @@ def ct_timing(report: Report, device: torch.device, sizes: list[tuple[int, int, 
                 try:
                     if name.startswith("ours"):
                         fwd(x), adj(y)  # compile outside the timings
-                    yin = y
+                    yin, shown = y, name
                     if not name.startswith("our"):
                         yin = fwd(x)  # a peer's own sinogram shape
+                        if tuple(yin.shape[-2:]) != (views, geo.detectors):
+                            shown = f"{name} (its sinogram {yin.shape[-2]}×{yin.shape[-1]}, ours {views}×{geo.detectors})"
                     tf = time_call(lambda: fwd(x), device, repeats=repeats, budget_s=2.0)
                     ta = time_call(lambda: adj(yin), device, repeats=repeats, budget_s=2.0)
                 except Exception as err:  # noqa: BLE001
@@ -441,11 +472,15 @@ def ct_timing(report: Report, device: torch.device, sizes: list[tuple[int, int, 
                     target = (f"≤ {TARGET_CT_MS:g} / ≤ {TARGET_CT_MS:g} ms: {'met' if met else '**not met**'} "
                               f"({TARGET_CT_MS / tf.median_ms:.2f}× / {TARGET_CT_MS / ta.median_ms:.2f}× of target)")
                 impls[name] = (fwd, adj, tf, ta)
-                report.say(f"| {label} | {name} | {fmt(tf.median_ms)} | {fmt(ta.median_ms)} | {fmt(tf.peak_mib)} | "
+                report.say(f"| {label} | {shown} | {fmt(tf.median_ms)} | {fmt(ta.median_ms)} | {fmt(tf.peak_mib)} | "
                            f"{fmt(ta.peak_mib)} | – | – | {target} |" if name == "our torch path" else
-                           f"| {label} | {name} | {fmt(tf.median_ms)} | {fmt(ta.median_ms)} | {fmt(tf.peak_mib)} | "
+                           f"| {label} | {shown} | {fmt(tf.median_ms)} | {fmt(ta.median_ms)} | {fmt(tf.peak_mib)} | "
                            f"{fmt(ta.peak_mib)} | {_ratio(ref.get('fwd'), tf.median_ms)} | "
                            f"{_ratio(ref.get('adj'), ta.median_ms)} | {target} |")
+            if triton_ok and device.type == "cuda" and "ours (Triton)" in impls:
+                tuned = [ct_project._projector(geo)._tuned.get((d, batch, x.device)) for d in ("forward", "adjoint")]
+                if all(tuned):
+                    report.say(f"| {label} | ours (Triton) chose | launch {_cfg_name(*tuned)} | | | | | | |")
             if "ours (Triton)" in impls and len(impls["ours (Triton)"]) == 4:
                 _, _, tf, ta = impls["ours (Triton)"]
                 for name, val in impls.items():

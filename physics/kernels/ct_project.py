@@ -25,7 +25,10 @@ none); it only widens the window of candidate detectors (one extra tap), never t
 from __future__ import annotations
 
 import math
+import os
 import weakref
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -39,19 +42,41 @@ except ImportError:  # pragma: no cover - exercised only where triton is absent
     triton = None
     tl = None
 
-__all__ = ["JosephProjector", "radon_forward", "radon_adjoint"]
+__all__ = ["JosephProjector", "LaunchConfig", "candidate_configs", "radon_forward", "radon_adjoint"]
 
-_BLOCK_D = 128  # rays per program (forward)
-_TILE = (16, 32)  # pixels per program (adjoint), rows × columns
 _WINDOW_MARGIN = 0.05  # detector-index slack of the fan window (covers the arctangent's error)
-_MAX_ITEMS = 4  # batch items per program when the angles are shared (they share the geometry arithmetic)
+_TUNE_REPEATS = 3  # timed launches per candidate when a projector tunes its launch on a GPU
 
 
-def _items_per_program(batch: int, shared: bool) -> int:
-    """Batch items one program handles: up to ``_MAX_ITEMS`` (a power of two) for shared angles, else 1."""
-    if not shared:
-        return 1
-    return min(_MAX_ITEMS, 1 << max(batch - 1, 0).bit_length())
+@dataclass(frozen=True)
+class LaunchConfig:
+    """How a projection is launched: the batch ``layout`` (``"batch-outer"``: the ``[B, …]`` tensors as
+    they are; ``"batch-inner"``: copies with the items innermost, one vector gather per pixel or bin),
+    ``items`` batch items per program (a power of two) and the ``block`` of rays (forward, ``(rays,)``)
+    or pixels (adjoint, ``(rows, columns)``) per program."""
+
+    layout: str
+    items: int
+    block: tuple[int, ...]
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def candidate_configs(direction: str, batch: int, shared: bool) -> list[LaunchConfig]:
+    """The launches a projector chooses from for ``direction`` (``"forward"`` or ``"adjoint"``), the
+    default first. Per-item angles and single images have one: batch-outer, one item per program.
+    Shared angles with B ≥ 2 add batch-inner launches of up to 16 items per program, the default
+    from B ≥ 4 (fewer items leave most of a vector gather idle)."""
+    outer_block = (128,) if direction == "forward" else (16, 32)
+    if not shared or batch == 1:
+        return [LaunchConfig("batch-outer", 1, outer_block)]
+    outer = LaunchConfig("batch-outer", min(4, _pow2_at_least(batch)), outer_block)
+    items = min(16, _pow2_at_least(batch))
+    blocks = [(64,), (32,)] if direction == "forward" else [(8, 16), (16, 16)]
+    inner = [LaunchConfig("batch-inner", items, b) for b in blocks]
+    return inner + [outer] if batch >= 4 else [outer] + inner
 
 
 def _jit(fn):
@@ -60,55 +85,59 @@ def _jit(fn):
 
 # ---------------------------------------------------------------------------------------------------
 # Kernels (the @jit helpers are inlined into the kernels that call them)
+#
+# Batch layout. A program handles ITEMS batch items ("lanes") of one group g: item = g·ITEMS + lane.
+# Every tensor is addressed through strides (group, lane, …), so the same kernels read either
+#   * batch-outer: the natural [B, …] tensors (lane stride = one image or sinogram), or
+#   * batch-inner: [G, …, ITEMS] copies with the items innermost (lane stride 1), where one gather
+#     fetches the ITEMS values of a pixel (or detector bin) as one contiguous vector and the geometry
+#     arithmetic of a ray or pixel is shared by all of them.
+# Triton specialises integer arguments equal to 1, so the batch-inner loads are vectorised.
 # ---------------------------------------------------------------------------------------------------
 @_jit
-def _item_block(ITEMS: tl.constexpr):
-    """The batch items of this program (grid axis 2): ``(first_item, items)``, ``items`` the ITEMS
-    indices ``first_item + [0, ITEMS)`` (int64). Callers mask the items ≥ B with ``(items < B)[:, None]``
-    where they need it (computing it here would move an instruction in the forward kernel's code)."""
-    first_item = tl.program_id(2).to(tl.int64) * ITEMS
-    items = first_item + tl.arange(0, ITEMS).to(tl.int64)
-    return first_item, items
+def _lanes(B, ITEMS: tl.constexpr):
+    """``(group, lanes, item_ok)``: this program's group (grid axis 2, int64), its lanes ``[0, ITEMS)``
+    (int64) and the mask ``[ITEMS, 1]`` of the lanes whose item ``group·ITEMS + lane`` is ``< B``."""
+    group = tl.program_id(2).to(tl.int64)
+    lanes = tl.arange(0, ITEMS).to(tl.int64)
+    item_ok = (group * ITEMS + lanes < B)[:, None]
+    return group, lanes, item_ok
 
 
 @_jit
-def _pixel_tile(B, N, c, TI: tl.constexpr, TJ: tl.constexpr, ITEMS: tl.constexpr):
-    """The work of one program of the pixel-driven adjoints: ``(i, j, inside, xj, yi, first_item, items,
-    item_ok)``.
-
-    The TI × TJ pixel tile (grid axes 1: rows, 0: columns, flattened row-major) has row/column indices
-    ``i, j``, the mask ``inside = (i < N) & (j < N)`` and pixel centres ``xj = j − c``, ``yi = c − i``
-    (float32, ``c = (N − 1)/2``; y points up); the batch items are those of :func:`_item_block`, and
-    ``item_ok`` ``[ITEMS, 1]`` masks those ≥ B.
-    """
+def _pixel_tile(N, c, TI: tl.constexpr, TJ: tl.constexpr):
+    """The TI × TJ pixel tile of a pixel-driven program (grid axes 1: rows, 0: columns, flattened
+    row-major): ``(i, j, inside, xj, yi)`` with ``inside = (i < N) & (j < N)`` and the pixel centres
+    ``xj = j − c``, ``yi = c − i`` (float32, ``c = (N − 1)/2``; y points up)."""
     p = tl.arange(0, TI * TJ)
     i = tl.program_id(1) * TI + p // TJ
     j = tl.program_id(0) * TJ + p % TJ
-    first_item, items = _item_block(ITEMS)
-    item_ok = (items < B)[:, None]
     inside = (i < N) & (j < N)
     xj = j.to(tl.float32) - c
     yi = c - i.to(tl.float32)
-    return i, j, inside, xj, yi, first_item, items, item_ok
+    return i, j, inside, xj, yi
 
 
 @_jit
-def _store_tile(out_ptr, acc, items, item_ok, i, j, inside, N):
-    """out[b, i, j] = acc for the tile's pixels inside the image and the items that exist (out ``[B, N, N]``)."""
-    out = out_ptr + (items * N * N)[:, None] + (i * N + j)[None, :]
+def _store_tile(out_ptr, acc, group, lanes, item_ok, i, j, inside, N, o_group, o_lane, o_pix):
+    """out[item, i, j] = acc for the tile's pixels inside the image and the items that exist."""
+    out = out_ptr + group * o_group + (lanes * o_lane)[:, None] + ((i * N + j) * o_pix)[None, :]
     tl.store(out, acc, mask=inside[None, :] & item_ok)
 
 
 @_jit
 def _forward_kernel(planes_ptr, rays_ptr, out_ptr, B, N, V, D, rays_bstride,
+                    p_group, p_lane, p_plane, p_pix, o_group, o_lane, o_ray,
                     BLOCK_D: tl.constexpr, ITEMS: tl.constexpr):
-    """out[b, v, d] = w·Σ_ℓ lerp(plane_p[ℓ, :], clamp(a + b·ℓ, −1, N)) for the ray (p, a, b, w) of (v, d),
-    for ITEMS batch items at once (they share the ray arithmetic; per-item tables need ITEMS = 1)."""
+    """out[item, v, d] = w·Σ_ℓ lerp(plane_p[ℓ, :], clamp(a + b·ℓ, −1, N)) for the ray (p, a, b, w) of (v, d),
+    for the ITEMS items of one group at once (they share the ray arithmetic; per-item tables need
+    ITEMS = 1). ``planes`` holds the image and its transpose (plane 0, 1), addressed
+    ``g·p_group + lane·p_lane + p·p_plane + pixel·p_pix``; ``out`` ``g·o_group + lane·o_lane + ray·o_ray``."""
     d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
     v = tl.program_id(1)
-    first_item, items = _item_block(ITEMS)
+    group, lanes, item_ok = _lanes(B, ITEMS)
     valid = d < D
-    ray = rays_ptr + first_item * rays_bstride + (v * D + d).to(tl.int64) * 4
+    ray = rays_ptr + group * ITEMS * rays_bstride + (v * D + d).to(tl.int64) * 4
     plane = tl.load(ray, mask=valid, other=0.0)
     a = tl.load(ray + 1, mask=valid, other=-2.0)
     b = tl.load(ray + 2, mask=valid, other=0.0)
@@ -124,8 +153,7 @@ def _forward_kernel(planes_ptr, rays_ptr, out_ptr, B, N, V, D, rays_bstride,
     hi = tl.where(valid, hi, -3.0e38)
     start = tl.maximum(tl.floor(tl.min(lo, axis=0)), 0.0).to(tl.int32)
     stop = tl.minimum(tl.ceil(tl.max(hi, axis=0)) + 1.0, nf).to(tl.int32)
-    item_ok = (items < B)[:, None]
-    base = planes_ptr + (items * 2 * N * N)[:, None] + (plane.to(tl.int64) * N * N)[None, :]
+    base = planes_ptr + group * p_group + (lanes * p_lane)[:, None] + (plane.to(tl.int64) * p_plane)[None, :]
     acc = tl.zeros([ITEMS, BLOCK_D], dtype=tl.float32)
     for ell in range(start, stop):
         pos = a + b * ell
@@ -133,25 +161,29 @@ def _forward_kernel(planes_ptr, rays_ptr, out_ptr, B, N, V, D, rays_bstride,
         q0f = tl.floor(pos)
         f = (pos - q0f)[None, :]
         q0 = q0f.to(tl.int32)
-        ptr = base + (ell * N + q0)[None, :]
+        ptr = base + ((ell * N + q0) * p_pix)[None, :]
         m0 = (valid & (q0 >= 0) & (q0 < N))[None, :] & item_ok
         m1 = (valid & (q0 >= -1) & (q0 < N - 1))[None, :] & item_ok
         v0 = tl.load(ptr, mask=m0, other=0.0)
-        v1 = tl.load(ptr + 1, mask=m1, other=0.0)
+        v1 = tl.load(ptr + p_pix, mask=m1, other=0.0)
         acc += v0 + f * (v1 - v0)
-    out = out_ptr + ((items * V + v) * D)[:, None] + d[None, :]
+    out = out_ptr + group * o_group + (lanes * o_lane)[:, None] + ((v * D + d) * o_ray)[None, :]
     tl.store(out, acc * w[None, :], mask=valid[None, :] & item_ok)
 
 
 @_jit
 def _adjoint_parallel_kernel(y_ptr, view_ptr, out_ptr, B, N, V, D, view_bstride, d0s, c,
+                             s_group, s_lane, s_bin, o_group, o_lane, o_pix,
                              TI: tl.constexpr, TJ: tl.constexpr, TAPS: tl.constexpr, ITEMS: tl.constexpr):
-    """out[b, i, j] = Σ_v (1/m_v)·Σ_k max(0, 1 − |k − u_v|·spacing/m_v)·y[b, v, k], u_v = (x cos θ + y sin θ − det₀)/spacing,
-    for ITEMS batch items at once (they share the tap weights; per-item angles need ITEMS = 1)."""
-    i, j, inside, xj, yi, first_item, items, item_ok = _pixel_tile(B, N, c, TI, TJ, ITEMS)
+    """out[item, i, j] = Σ_v (1/m_v)·Σ_k max(0, 1 − |k − u_v|·spacing/m_v)·y[item, v, k],
+    u_v = (x cos θ + y sin θ − det₀)/spacing, for the ITEMS items of one group at once (they share the
+    tap weights; per-item angles need ITEMS = 1). ``y`` is addressed ``g·s_group + lane·s_lane +
+    (v·D + k)·s_bin``, ``out`` ``g·o_group + lane·o_lane + (i·N + j)·o_pix``."""
+    i, j, inside, xj, yi = _pixel_tile(N, c, TI, TJ)
+    group, lanes, item_ok = _lanes(B, ITEMS)
     acc = tl.zeros([ITEMS, TI * TJ], dtype=tl.float32)
-    sino = y_ptr + (items * V * D)[:, None]
-    views = view_ptr + first_item * view_bstride
+    sino = y_ptr + group * s_group + (lanes * s_lane)[:, None]
+    views = view_ptr + group * ITEMS * view_bstride
     for v in range(V):
         cs = tl.load(views + v * 5)
         sn = tl.load(views + v * 5 + 1)
@@ -166,9 +198,9 @@ def _adjoint_parallel_kernel(y_ptr, view_ptr, out_ptr, B, N, V, D, view_bstride,
             weight = tl.maximum(1.0 - tl.abs(dk - u) * inv_h, 0.0)
             di = dk.to(tl.int32)
             ok = (inside & (di >= 0) & (di < D))[None, :] & item_ok
-            part += tl.load(sino + (v * D + di)[None, :], mask=ok, other=0.0) * weight[None, :]
+            part += tl.load(sino + ((v * D + di) * s_bin)[None, :], mask=ok, other=0.0) * weight[None, :]
         acc += part * inv_m
-    _store_tile(out_ptr, acc, items, item_ok, i, j, inside, N)
+    _store_tile(out_ptr, acc, group, lanes, item_ok, i, j, inside, N, o_group, o_lane, o_pix)
 
 
 @_jit
@@ -191,16 +223,18 @@ def _atan(z):
 
 @_jit
 def _adjoint_fan_kernel(y_ptr, view_ptr, rays_ptr, det_ptr, out_ptr, B, N, V, D, view_bstride, rays_bstride,
-                        c, rs, length, det0, spacing, margin,
+                        c, rs, length, det0, spacing, margin, s_group, s_lane, s_bin, o_group, o_lane, o_pix,
                         TI: tl.constexpr, TJ: tl.constexpr, TAPS: tl.constexpr, EQUIANGULAR: tl.constexpr,
                         ITEMS: tl.constexpr):
-    """out[b, i, j] = Σ_v Σ_k inv_m[v,k]·max(0, 1 − |δ|·inv_m[v,k])·y[b, v, k], δ = p_s cos γ_k − p_r sin γ_k,
-    for ITEMS batch items at once (per-item angles need ITEMS = 1)."""
-    i, j, inside, xj, yi, first_item, items, item_ok = _pixel_tile(B, N, c, TI, TJ, ITEMS)
+    """out[item, i, j] = Σ_v Σ_k inv_m[v,k]·max(0, 1 − |δ|·inv_m[v,k])·y[item, v, k], δ = p_s cos γ_k − p_r sin γ_k,
+    for the ITEMS items of one group at once (per-item angles need ITEMS = 1); strides as in
+    :func:`_adjoint_parallel_kernel`."""
+    i, j, inside, xj, yi = _pixel_tile(N, c, TI, TJ)
+    group, lanes, item_ok = _lanes(B, ITEMS)
     acc = tl.zeros([ITEMS, TI * TJ], dtype=tl.float32)
-    sino = y_ptr + (items * V * D)[:, None]
-    views = view_ptr + first_item * view_bstride
-    rays = rays_ptr + first_item * rays_bstride
+    sino = y_ptr + group * s_group + (lanes * s_lane)[:, None]
+    views = view_ptr + group * ITEMS * view_bstride
+    rays = rays_ptr + group * ITEMS * rays_bstride
     for v in range(V):
         cv = tl.load(views + v * 2)
         sv = tl.load(views + v * 2 + 1)
@@ -222,9 +256,9 @@ def _adjoint_fan_kernel(y_ptr, view_ptr, rays_ptr, det_ptr, out_ptr, B, N, V, D,
             inv_m = tl.load(rays + (v * D + di).to(tl.int64) * 4 + 3, mask=ok, other=0.0)
             delta = p_s * ray_cos - p_r * ray_sin
             weight = inv_m * tl.maximum(1.0 - tl.abs(delta) * inv_m, 0.0)
-            val = tl.load(sino + (v * D + di)[None, :], mask=ok[None, :] & item_ok, other=0.0)
+            val = tl.load(sino + ((v * D + di) * s_bin)[None, :], mask=ok[None, :] & item_ok, other=0.0)
             acc += val * weight[None, :]
-    _store_tile(out_ptr, acc, items, item_ok, i, j, inside, N)
+    _store_tile(out_ptr, acc, group, lanes, item_ok, i, j, inside, N, o_group, o_lane, o_pix)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -255,6 +289,7 @@ class JosephProjector:
             self.taps = max(1, math.ceil(2.0 / g.detector_spacing - 1e-12))
         self._cpu_tables = self._build_tables(g)
         self._tables: dict[torch.device, dict[str, torch.Tensor]] = {}
+        self._tuned: dict[tuple, LaunchConfig] = {}  # (direction, batch, device) → the fastest launch
 
     def _build_tables(self, g: "_ct.Geometry") -> dict[str, torch.Tensor]:
         angle_sets = g.angles[None] if g.angles.ndim == 1 else g.angles  # [Bg, V] float64
@@ -296,47 +331,111 @@ class JosephProjector:
         if gb is not None and t.shape[0] != gb:
             raise ValueError(f"the geometry holds angles for a batch of {gb}, received {what} with batch {t.shape[0]}")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Ray-driven Joseph projection ``[B, 1, N, N]`` → ``[B, 1, V, D]`` (float32, Triton)."""
-        n, v, d = self.image_size, self.views, self.detectors
-        self._check(x, (1, n, n), "image")
-        t = self.tables(x.device)
-        img = x[:, 0]
-        planes = torch.stack((img, img.transpose(-1, -2)), dim=1).contiguous()  # [B, 2, N, N]
-        out = torch.empty((x.shape[0], 1, v, d), dtype=x.dtype, device=x.device)
-        shared = t["rays"].shape[0] == 1
-        items = _items_per_program(x.shape[0], shared)
-        grid = (triton.cdiv(d, _BLOCK_D), v, triton.cdiv(x.shape[0], items))
-        _forward_kernel[grid](planes, t["rays"], out, x.shape[0], n, v, d, 0 if shared else v * d * 4,
-                              BLOCK_D=_BLOCK_D, ITEMS=items)
-        return out
+    # -- launch choice ------------------------------------------------------------------------------
+    def config(self, direction: str, t: torch.Tensor) -> LaunchConfig:
+        """The launch for ``direction`` on ``t``'s batch and device: on a GPU the fastest candidate
+        (:func:`candidate_configs`), timed once per batch size and cached, like ``triton.autotune``;
+        the default candidate on the CPU interpreter, during CUDA-graph capture, or with
+        ``MEDRECON_CT_TUNE=0``."""
+        shared = self.tables(t.device)["rays"].shape[0] == 1
+        options = candidate_configs(direction, t.shape[0], shared)
+        key = (direction, t.shape[0], t.device)
+        if key in self._tuned:
+            return self._tuned[key]
+        if (len(options) == 1 or t.device.type != "cuda" or torch.cuda.is_current_stream_capturing()
+                or os.environ.get("MEDRECON_CT_TUNE", "1") == "0"):
+            return options[0]
+        run = self._forward_with if direction == "forward" else self._adjoint_with
+        times = []
+        for cfg in options:
+            run(t, cfg)  # compile and warm up
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(_TUNE_REPEATS):
+                run(t, cfg)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        self._tuned[key] = options[min(range(len(options)), key=times.__getitem__)]
+        return self._tuned[key]
 
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, config: Optional[LaunchConfig] = None) -> torch.Tensor:
+        """Ray-driven Joseph projection ``[B, 1, N, N]`` → ``[B, 1, V, D]`` (float32, Triton); ``config``
+        overrides the launch chosen by :meth:`config`."""
+        self._check(x, (1, self.image_size, self.image_size), "image")
+        return self._forward_with(x, config or self.config("forward", x))
+
+    def adjoint(self, y: torch.Tensor, config: Optional[LaunchConfig] = None) -> torch.Tensor:
         """Pixel-driven exact transpose ``[B, 1, V, D]`` → ``[B, 1, N, N]`` (float32, Triton, gather only)."""
-        n, v, d = self.image_size, self.views, self.detectors
-        self._check(y, (1, v, d), "sinogram")
+        self._check(y, (1, self.views, self.detectors), "sinogram")
+        return self._adjoint_with(y, config or self.config("adjoint", y))
+
+    # -- launches -----------------------------------------------------------------------------------
+    @staticmethod
+    def _items_inner(t: torch.Tensor, items: int) -> torch.Tensor:
+        """``[B, 1, H, W]`` → ``[G, H, W, items]`` (items innermost, zero-padded to ``G·items``)."""
+        b = t.shape[0]
+        g = triton.cdiv(b, items)
+        if g * items != b:
+            t = torch.cat((t, t.new_zeros((g * items - b, *t.shape[1:]))))
+        return t.view(g, items, *t.shape[2:]).permute(0, 2, 3, 1).contiguous()
+
+    @staticmethod
+    def _items_outer(t: torch.Tensor, batch: int) -> torch.Tensor:
+        """The inverse of :meth:`_items_inner`: ``[G, H, W, items]`` → ``[batch, 1, H, W]``."""
+        g, h, w, items = t.shape
+        return t.permute(0, 3, 1, 2).reshape(g * items, 1, h, w)[:batch].contiguous()
+
+    def _forward_with(self, x: torch.Tensor, cfg: LaunchConfig) -> torch.Tensor:
+        n, v, d, b = self.image_size, self.views, self.detectors, x.shape[0]
+        t = self.tables(x.device)
+        shared = t["rays"].shape[0] == 1
+        items = cfg.items
+        grid = (triton.cdiv(d, cfg.block[0]), v, triton.cdiv(b, items))
+        if cfg.layout == "batch-inner":
+            img = self._items_inner(x, items)  # [G, N, N, items]
+            planes = torch.stack((img, img.transpose(1, 2)), dim=1).contiguous()  # [G, 2, N, N, items]
+            out = torch.empty((grid[2], v, d, items), dtype=x.dtype, device=x.device)
+            strides = (2 * n * n * items, 1, n * n * items, items, v * d * items, 1, items)
+        else:
+            img = x[:, 0]
+            planes = torch.stack((img, img.transpose(-1, -2)), dim=1).contiguous()  # [B, 2, N, N]
+            out = torch.empty((b, 1, v, d), dtype=x.dtype, device=x.device)
+            strides = (items * 2 * n * n, 2 * n * n, n * n, 1, items * v * d, v * d, 1)
+        _forward_kernel[grid](planes, t["rays"], out, b, n, v, d, 0 if shared else v * d * 4, *strides,
+                              BLOCK_D=cfg.block[0], ITEMS=items)
+        return self._items_outer(out, b) if cfg.layout == "batch-inner" else out
+
+    def _adjoint_with(self, y: torch.Tensor, cfg: LaunchConfig) -> torch.Tensor:
+        n, v, d, b = self.image_size, self.views, self.detectors, y.shape[0]
         t = self.tables(y.device)
-        y = y.contiguous()
-        out = torch.empty((y.shape[0], 1, n, n), dtype=y.dtype, device=y.device)
-        ti, tj = _TILE
         shared = t["views"].shape[0] == 1
-        items = _items_per_program(y.shape[0], shared)
-        grid = (triton.cdiv(n, tj), triton.cdiv(n, ti), triton.cdiv(y.shape[0], items))
+        items = cfg.items
+        ti, tj = cfg.block
+        grid = (triton.cdiv(n, tj), triton.cdiv(n, ti), triton.cdiv(b, items))
+        if cfg.layout == "batch-inner":
+            sino = self._items_inner(y, items)  # [G, V, D, items]
+            out = torch.empty((grid[2], n, n, items), dtype=y.dtype, device=y.device)
+            strides = (v * d * items, 1, items, n * n * items, 1, items)
+        else:
+            sino = y.contiguous()
+            out = torch.empty((b, 1, n, n), dtype=y.dtype, device=y.device)
+            strides = (items * v * d, v * d, 1, items * n * n, n * n, 1)
         c = (n - 1) / 2
         spacing = self.detector_spacing
         det0 = -(d - 1) / 2 * spacing
         if self.fan:
             _adjoint_fan_kernel[grid](
-                y, t["views"], t["rays"], t["dets"], out, y.shape[0], n, v, d,
+                sino, t["views"], t["rays"], t["dets"], out, b, n, v, d,
                 0 if shared else v * 2, 0 if shared else v * d * 4,
-                c, self.source_distance, self.length, det0, spacing, _WINDOW_MARGIN,
+                c, self.source_distance, self.length, det0, spacing, _WINDOW_MARGIN, *strides,
                 TI=ti, TJ=tj, TAPS=self.taps, EQUIANGULAR=self.equiangular, ITEMS=items)
         else:
             d0s = float(torch.tensor(det0 / spacing, dtype=torch.float32))
             _adjoint_parallel_kernel[grid](
-                y, t["views"], out, y.shape[0], n, v, d, 0 if shared else v * 5, d0s, c,
+                sino, t["views"], out, b, n, v, d, 0 if shared else v * 5, d0s, c, *strides,
                 TI=ti, TJ=tj, TAPS=self.taps, ITEMS=items)
-        return out
+        return self._items_outer(out, b) if cfg.layout == "batch-inner" else out
 
 
 _PROJECTORS: "weakref.WeakKeyDictionary[_ct.Geometry, JosephProjector]" = weakref.WeakKeyDictionary()

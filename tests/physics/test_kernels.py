@@ -270,13 +270,39 @@ def test_ct_kernels_match_the_torch_radon_and_are_adjoint(name):
     batch = geo.batch or 3  # shared angles: 3 items, so a program's group of items is partly masked
     x = torch.randn(batch, 1, n, n, generator=g)
     y = torch.randn(batch, 1, geo.views, geo.detectors, generator=g)
+    with kernels.torch_only():  # the torch reference itself, not the numba CPU kernels
+        expected_fwd, expected_adj = op(x), op.adjoint(y)
     ax = ct_project.radon_forward(x, geo, backend="triton")
     aty = ct_project.radon_adjoint(y, geo, backend="triton")
-    with kernels.torch_only():  # the torch reference itself, not the numba CPU kernels
-        assert_rel_close(ax, op(x))
-        assert_rel_close(aty, op.adjoint(y))
+    assert_rel_close(ax, expected_fwd)
+    assert_rel_close(aty, expected_adj)
     lhs, rhs = inner(ax, y), inner(x, aty)
     assert float(((lhs - rhs).abs() / (inner(ax, ax) * inner(y, y)).sqrt()).max()) < 1e-5
+    # every launch a GPU may choose (batch-outer and batch-inner layouts, their blocks) computes the same
+    proj = ct_project.JosephProjector(geo)
+    for direction, run, expected in (("forward", proj.forward, expected_fwd), ("adjoint", proj.adjoint, expected_adj)):
+        configs = ct_project.candidate_configs(direction, batch, geo.batch is None)
+        assert len(configs) == (3 if geo.batch is None else 1)
+        for cfg in configs:
+            assert_rel_close(run(x if direction == "forward" else y, cfg), expected)
+
+
+@pytest.mark.parametrize("batch", [1, 6])
+def test_ct_batch_inner_layout_pads_and_unpads_any_batch(batch):
+    """Batch-inner launches copy the batch into groups of ``items`` (zero-padded); the result must not
+    depend on the padding or on how items fall into groups."""
+    geo = _ct_geometry("parallel")
+    proj = ct_project.JosephProjector(geo)
+    g = _gen(24)
+    x = torch.randn(batch, 1, N_CT, N_CT, generator=g)
+    y = torch.randn(batch, 1, geo.views, geo.detectors, generator=g)
+    outer_f = ct_project.LaunchConfig("batch-outer", 2, (128,))
+    outer_a = ct_project.LaunchConfig("batch-outer", 2, (16, 32))
+    for items in (2, 4, 8):  # 6 items: 3 full groups, 2 groups with 2 padded, 1 group with 2 padded
+        torch.testing.assert_close(proj.forward(x, ct_project.LaunchConfig("batch-inner", items, (32,))),
+                                   proj.forward(x, outer_f), rtol=1e-6, atol=1e-5)
+        torch.testing.assert_close(proj.adjoint(y, ct_project.LaunchConfig("batch-inner", items, (8, 16))),
+                                   proj.adjoint(y, outer_a), rtol=1e-6, atol=1e-5)
 
 
 def test_ct_double_precision_uses_the_torch_path(monkeypatch):
