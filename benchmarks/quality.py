@@ -517,6 +517,7 @@ def benchmark(args: argparse.Namespace) -> Recorder:
         "device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
         "size": args.size, "n": args.n, "mri_noise_std": MRI_NOISE, "ct_dose": CT_DOSE, "coils": COILS,
         "command": " ".join(sys.argv), "fast_steps": args.fast_steps, "priors": prior_facts(),
+        "network": args.network if device.type == "cuda" else "eager",
         "note": "CPU timings are disturbed by other jobs sharing the machine" if device.type == "cpu" else "",
     }
     rec = Recorder(Path(args.json) if args.json else None, meta)
@@ -547,6 +548,9 @@ def benchmark(args: argparse.Namespace) -> Recorder:
                 key = "mri" if task.modality == "mri" else "ct"
                 if key not in loaded:
                     loaded[key] = priors.load(key, device=device)
+                    if args.network != "eager" and device.type == "cuda":  # same numerics in fp32: replay only
+                        loaded[key] = priors.FastDenoiser(
+                            loaded[key], dtype=torch.bfloat16 if args.network == "graphs-bf16" else None)
                 prior = loaded[key]
                 if device.type == "cuda" and (key, args.n, args.size) not in loaded:  # warm-up outside the timing
                     dtype = torch.complex64 if key == "mri" else torch.float32
@@ -852,6 +856,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-plan", action="store_true",
                    help="the one-session GPU preset (GPU_PLAN: key tasks × samplers at official settings, n = 10, "
                         "size 128, stops starting runs past --budget-s)")
+    p.add_argument("--network", default="eager", choices=["eager", "graphs-fp32", "graphs-bf16"],
+                   help="GPU: run the prior eagerly, or replay CUDA graphs (medrecon.priors.FastDenoiser) in fp32 "
+                        "(the same arithmetic, less launch overhead) or bf16")
     p.add_argument("--budget-s", type=float, default=0.0, help="GPU: skip runs whose estimated time exceeds what is left")
     p.add_argument("--note", action="append", default=[], metavar="TEXT",
                    help="a line for the report's Notes section (repeatable): provenance or diagnostics measured "

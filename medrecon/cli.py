@@ -112,7 +112,7 @@ def cmd_recon(args: argparse.Namespace) -> int:
     steps = _default_steps(args.method, args.steps)
     common = dict(prior=args.prior, steps=args.steps, seed=args.seed, device=device, slices=args.slices,
                   acceleration=args.acceleration, center_fraction=args.center_fraction, mask_type=args.mask_type,
-                  noise_std=args.noise_std, options=options)
+                  noise_std=args.noise_std, options=options, fast_network=args.fast_network)
     src = Path(args.input)
     if not src.exists():
         raise MedreconError(f"{src}: no such file or folder")
@@ -335,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--iterations", type=int, default=None, help="iterations of sense/tv/l1-wavelet")
     r.add_argument("--format", default=".h5", choices=[".h5", ".nii", ".nii.gz"], help="output format for folder input")
     r.add_argument("--log", default=None, help="also write a JSON log for single-file input")
+    r.add_argument("--fast-network", action="store_true",
+                   help="run the prior in bf16 with CUDA-graph replay (GPU only; see medrecon.priors.FastDenoiser)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     r.set_defaults(func=cmd_recon)
 

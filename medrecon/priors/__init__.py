@@ -25,12 +25,13 @@ from medrecon.priors.checkpoint import (
     save,
 )
 from medrecon.priors.edm import ComplexAsChannels, EDMPrecond, VPDenoiser
+from medrecon.priors.fast import FastDenoiser
 from medrecon.priors.unet import DEFAULT_CONFIG, UNet
 
 __all__ = [
     "Denoiser", "score", "sigma_tensor",
     "UNet", "DEFAULT_CONFIG", "EDMPrecond", "ComplexAsChannels", "VPDenoiser",
     "Gaussian", "GaussianMixture", "GaussianPosterior",
-    "Prior", "save", "load", "available", "checkpoints_dir",
+    "Prior", "FastDenoiser", "save", "load", "available", "checkpoints_dir",
     "ValueScale", "fit_scaling", "normalize", "denormalize",
 ]
