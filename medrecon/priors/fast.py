@@ -119,7 +119,7 @@ class FastDenoiser:
             return fn
 
         def run(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            with torch.autocast("cuda", dtype=self.dtype):
+            with torch.autocast("cuda", dtype=self.dtype, cache_enabled=False):  # required under CUDA-graph capture
                 return fn(x, sigma)
         return run
 
