@@ -72,9 +72,11 @@ def network_modes(prior, device: torch.device, compile_: bool) -> dict:
     return modes
 
 
-def per_eval(args, device: torch.device) -> dict:
-    """The per-evaluation table; returns ``{prior: {mode: ms}}``."""
+def per_eval(args, device: torch.device) -> tuple[dict, dict]:
+    """The per-evaluation table; returns ``{prior: {mode: ms}}`` and ``{prior: {mode: denoiser}}`` (the
+    warmed-up, captured or compiled denoisers, reused end to end at the same shape)."""
     out: dict = {}
+    dens: dict = {}
     print(f"\n## Per evaluation, {args.size}², batch {args.batch}\n")
     print("| prior | mode | ms / eval | 1000 NFE (s) | max rel. diff vs eager fp32 | note |\n|---|---|---|---|---|---|")
     for pname in args.prior:
@@ -83,9 +85,10 @@ def per_eval(args, device: torch.device) -> dict:
         x = randn_like(torch.zeros(args.batch, 1, args.size, args.size, dtype=dtype, device=device))
         sigma = torch.full((args.batch,), 1.0, device=device)
         out[pname] = {}
+        dens[pname] = network_modes(D, device, args.compile)
         with torch.no_grad():
             ref = D(x, sigma)
-            for mode, fn in network_modes(D, device, args.compile).items():
+            for mode, fn in dens[pname].items():
                 note = ""
                 try:
                     t0 = time.perf_counter()
@@ -105,7 +108,7 @@ def per_eval(args, device: torch.device) -> dict:
                 print(f"| {pname} | {mode} | {ms:.2f} | {ms:.2f} | {diff:.1e} | {note} |", flush=True)
         if args.profile and device.type == "cuda":
             profile(D, x, sigma)
-    return out
+    return out, dens
 
 
 def profile(D, x: torch.Tensor, sigma: torch.Tensor) -> None:
@@ -130,25 +133,42 @@ def profile(D, x: torch.Tensor, sigma: torch.Tensor) -> None:
         print(f"| `{e.key[:70]}` | {e.count} | {t / 1000:.3f} | {t / max(total, 1):.0%} |")
 
 
-def end_to_end(args, device: torch.device, ms_table: dict) -> None:
+def test_slice(size: int) -> tuple[torch.Tensor, str]:
+    """One complex brain slice ``[1, 1, size, size]`` (99.5th percentile of |x| = 1): the first held-out
+    256² image (``data_scripts/make_heldout.py``) resampled bicubically, else a fresh held-out draw."""
+    path = ROOT / ".devdata" / "heldout" / "heldout_mri-brain_256.npz"
+    if path.is_file():
+        import numpy as np
+
+        x = torch.from_numpy(np.load(path)["images"][:1]).to(torch.complex64)
+        if x.shape[-1] != size:
+            resize = lambda t: torch.nn.functional.interpolate(t, size=(size, size), mode="bicubic", align_corners=False)  # noqa: E731
+            x = torch.complex(resize(x.real), resize(x.imag))
+        where = f"{path.relative_to(ROOT)}[0], bicubic to {size}²"
+    else:
+        from medrecon.data import make_source
+
+        x = make_source("mri-brain", "cpu", split="heldout").sample(1, size, torch.Generator().manual_seed(123))
+        where = "make_source('mri-brain', split='heldout') seed 123"
+    return (x / torch.quantile(x.abs().flatten(), 0.995)).to(torch.complex64), where
+
+
+def end_to_end(args, device: torch.device, ms_table: dict, dens: dict) -> None:
     """ddnm at ``--steps`` NFE on one 320² single-coil 4× slice for every network mode."""
     import math
 
     import quality
 
-    from medrecon.data import make_source
     from medrecon.recon import reconstruct
 
-    src = make_source("mri-brain", "cpu", split="heldout")
-    x = src.sample(1, args.size, torch.Generator().manual_seed(123))
-    x = x / torch.quantile(x.abs().flatten(), 0.995)
-    problem, _ = quality.make_problem(quality.TASKS["mri-sc-4x"], x.to(torch.complex64), device)
+    x, where = test_slice(args.size)
+    problem, _ = quality.make_problem(quality.TASKS["mri-sc-4x"], x, device)
     target = problem.target[0]
-    prior = priors.load("mri", device=device)
-    print(f"\n## End to end: ddnm, {args.steps} steps, one {args.size}² MRI single-coil 4× slice\n")
+    modes = dens.get("mri") or network_modes(priors.load("mri", device=device), device, args.compile)
+    print(f"\n## End to end: ddnm, {args.steps} steps, one {args.size}² MRI single-coil 4× slice ({where})\n")
     print("| network | wall s | NFE | network s (NFE × ms/eval) | outside the network | PSNR (dB) | target ≤ 5 s, ≤ 10 % |")
     print("|---|---|---|---|---|---|---|")
-    for mode, den in network_modes(prior, device, args.compile).items():
+    for mode, den in modes.items():
         if mode == "eager bf16":
             continue  # the graph modes are the bf16 candidates
         try:
@@ -194,9 +214,9 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; size {args.size}², batch {args.batch}")
-    table = per_eval(args, device)
+    table, dens = per_eval(args, device)
     if args.end_to_end:
-        end_to_end(args, device, table)
+        end_to_end(args, device, table, dens)
     return 0
 
 

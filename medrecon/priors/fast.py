@@ -18,7 +18,8 @@ the EDM preconditioning and the complex↔channel mapping around it stay in the 
 (autocast leaves element-wise ops alone). bf16 changes the denoiser output by a relative ~1e-3; the
 reconstruction quality effect is measured by ``benchmarks/network_speed.py``.
 
-Falls back to the wrapped prior unchanged on the CPU, when gradients are needed (DPS, MCG, ΠGDM and
+In-place conversions reached through attribute delegation (``D.half()``, ``D.cuda()``) return the bare
+prior: convert with :meth:`to`, which also drops the graphs. Falls back to the wrapped prior unchanged on the CPU, when gradients are needed (DPS, MCG, ΠGDM and
 other samplers that back-propagate through ``D`` call it with ``x.requires_grad``), and while another
 CUDA graph is being captured. Attributes not defined here (``manifest``, ``complex``, ``sigma_min``, …)
 are the prior's, so the wrapper goes wherever a prior goes::
@@ -94,19 +95,21 @@ class FastDenoiser:
         return getattr(self.prior, name)
 
     def to(self, *args, **kwargs) -> "FastDenoiser":
-        """Move the prior (like ``nn.Module.to``); captured graphs are dropped when its device changes."""
+        """Move the prior (like ``nn.Module.to``). Captured graphs are dropped unless the parameters
+        stayed where they were (a dtype or device change reallocates them; graphs read the old memory)."""
         if hasattr(self.prior, "to"):
-            before = self._device()
+            before = self._weights()
             self.prior = self.prior.to(*args, **kwargs)
-            if self._device() != before:
+            if self._weights() != before or before is None:
                 self._cache.clear()
                 self._compiled = None
         return self
 
-    def _device(self) -> Optional[torch.device]:
+    def _weights(self) -> Optional[tuple]:
+        """Address, dtype and device of the prior's first parameter (None without parameters)."""
         params = getattr(self.prior, "parameters", None)
         first = next(iter(params()), None) if callable(params) else None
-        return None if first is None else first.device
+        return None if first is None else (first.data_ptr(), first.dtype, first.device)
 
     def _network_call(self):
         """``fn(x, σ[B])``: the prior, compiled if asked, under autocast if asked."""
@@ -140,8 +143,8 @@ class FastDenoiser:
         if graph is None:
             if len(self._cache) >= self.max_graphs:
                 self._cache.pop(next(iter(self._cache)))
-            try:
-                with torch.no_grad():
+            try:  # buffers made outside inference mode, so later calls outside it can copy into them
+                with torch.inference_mode(False), torch.no_grad():
                     graph = self._cache[key] = _Graph(fn, x, s, self.warmup)
             except Exception as err:  # noqa: BLE001 - a capture failure must not lose the reconstruction
                 warnings.warn(f"{self!r}: CUDA-graph capture failed ({type(err).__name__}: {err}); "

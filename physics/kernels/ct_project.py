@@ -363,12 +363,23 @@ class JosephProjector:
         """Ray-driven Joseph projection ``[B, 1, N, N]`` → ``[B, 1, V, D]`` (float32, Triton); ``config``
         overrides the launch chosen by :meth:`config`."""
         self._check(x, (1, self.image_size, self.image_size), "image")
-        return self._forward_with(x, config or self.config("forward", x))
+        return self._forward_with(x, self._valid(config, "forward", x) if config else self.config("forward", x))
 
     def adjoint(self, y: torch.Tensor, config: Optional[LaunchConfig] = None) -> torch.Tensor:
         """Pixel-driven exact transpose ``[B, 1, V, D]`` → ``[B, 1, N, N]`` (float32, Triton, gather only)."""
         self._check(y, (1, self.views, self.detectors), "sinogram")
-        return self._adjoint_with(y, config or self.config("adjoint", y))
+        return self._adjoint_with(y, self._valid(config, "adjoint", y) if config else self.config("adjoint", y))
+
+    def _valid(self, cfg: LaunchConfig, direction: str, t: torch.Tensor) -> LaunchConfig:
+        """Reject launches the kernels cannot run: unknown layouts, blocks of the wrong rank or not powers
+        of two, and several items per program with per-item angles (a group shares one item's tables)."""
+        pow2 = all(b > 0 and b & (b - 1) == 0 for b in (cfg.items, *cfg.block))
+        rank = 1 if direction == "forward" else 2
+        per_item = self.tables(t.device)["rays"].shape[0] != 1
+        if cfg.layout not in ("batch-outer", "batch-inner") or len(cfg.block) != rank or not pow2 or (per_item and cfg.items != 1):
+            raise ValueError(f"invalid {direction} launch {cfg}: layout batch-outer or batch-inner, {rank} block size(s) "
+                             f"and items that are powers of two, items = 1 for angles per batch item")
+        return cfg
 
     # -- launches -----------------------------------------------------------------------------------
     @staticmethod

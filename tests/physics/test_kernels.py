@@ -324,6 +324,17 @@ def test_ct_projector_rejects_wrong_shapes_and_batches():
         proj.forward(torch.zeros(3, 1, 31, 31))
     with pytest.raises(ValueError, match="float32"):
         proj.adjoint(torch.zeros(2, 1, VIEWS, 40, dtype=torch.float64))
+    # launches the kernels cannot run: several items per program with per-item angles, unknown layouts,
+    # blocks of the wrong rank or not powers of two
+    for cfg, direction in ((ct_project.LaunchConfig("batch-inner", 2, (32,)), "forward"),
+                           (ct_project.LaunchConfig("batch-middle", 1, (32,)), "forward"),
+                           (ct_project.LaunchConfig("batch-outer", 1, (16, 32)), "forward"),
+                           (ct_project.LaunchConfig("batch-outer", 1, (16, 24)), "adjoint")):
+        with pytest.raises(ValueError, match="invalid .* launch"):
+            if direction == "forward":
+                proj.forward(torch.zeros(2, 1, 31, 31), cfg)
+            else:
+                proj.adjoint(torch.zeros(2, 1, VIEWS, 40), cfg)
 
 
 def test_radon_operator_runs_the_kernels_with_exact_autograd(monkeypatch):
