@@ -331,15 +331,17 @@ def reconstruct(
     noise_std: Optional[float] = None,
     callback: Optional[Callable[[dict], None]] = None,
     options: Optional[dict] = None,
-    fast_network: bool = False,
+    fast_network: Union[bool, str] = False,
 ) -> tuple[np.ndarray, dict]:
     """Run ``method`` on ``problem``; return ``(image, stats)`` with ``image`` in the output space
     (MRI magnitude cropped ``[S, h, w]``, CT HU ``[S, N, N]``; float32 numpy).
 
     ``prior`` (a name, path or loaded :class:`~medrecon.priors.Prior`) is required for diffusion
     methods; ``noise_std`` overrides the problem's measurement noise level (``y``'s units).
-    ``fast_network`` runs the prior through :class:`~medrecon.priors.FastDenoiser` (bf16 and CUDA
-    graphs on a GPU; no effect on the CPU).
+    ``fast_network`` runs the prior through :class:`~medrecon.priors.FastDenoiser` on a GPU (no effect
+    on the CPU): ``True`` or ``"graphs"`` for bf16 CUDA-graph replay, ``"compile"`` for ``torch.compile``
+    + graphs (a one-off compile of about 40 s; then 2.6 ms per 320² evaluation on an H100, 2.7 s per
+    1000-NFE slice, against 14.4 s eager).
     """
     options = dict(options or {})
     A, y = problem.operator, problem.y
@@ -367,7 +369,10 @@ def reconstruct(
         if hasattr(den, "to"):
             den = den.to(y.device)
         if fast_network and not isinstance(den, _priors.FastDenoiser):
-            den = _priors.FastDenoiser(den)
+            if fast_network not in (True, "graphs", "compile"):
+                raise MedreconError(f"fast_network must be False, True, 'graphs' or 'compile', received {fast_network!r}")
+            den = _priors.FastDenoiser(den, compile=fast_network == "compile")
+        stats["network"] = repr(den) if isinstance(den, _priors.FastDenoiser) and y.device.type == "cuda" else "eager"
         x_init = A.adjoint(y) if problem.modality == "mri" else _baselines.fbp(A, y)
         scaling = dict(getattr(den, "manifest", None) or {}).get("value_scaling", {"kind": "none"})
         vs = _priors.fit_scaling(x_init, scaling)
@@ -437,7 +442,7 @@ def reconstruct_file(
     noise_std: Optional[float] = None,
     callback: Optional[Callable[[dict], None]] = None,
     options: Optional[dict] = None,
-    fast_network: bool = False,
+    fast_network: Union[bool, str] = False,
 ) -> dict:
     """Reconstruct one file and write it (atomically) to :func:`output_path`; return its log entry:
     ``{"input", "output", "method", "seconds", "slices", "metrics" (when ground truth exists), …}``."""
