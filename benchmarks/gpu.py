@@ -352,7 +352,10 @@ def ct_correctness(report: Report, device: torch.device, sizes: list[tuple[int, 
 
 def _cfg_name(cf, ca) -> str:
     """A forward and an adjoint launch (:class:`physics.kernels.ct_project.LaunchConfig`) in a few words."""
-    return f"{cf.layout}, {cf.items} items/program, {cf.block[0]} rays / {ca.block[0]}×{ca.block[1]} px"
+    fwd = f"{cf.layout}, {cf.items} items/program, {cf.block[0]} rays"
+    adj = f"{ca.block[0]}×{ca.block[1]} px" if (ca.layout, ca.items) == (cf.layout, cf.items) else \
+        f"adjoint {ca.layout}, {ca.items} items/program, {ca.block[0]}×{ca.block[1]} px"
+    return f"{fwd} / {adj}"
 
 
 def _peer_projectors(n: int, views: int, detectors: int, device: torch.device) -> dict[str, tuple]:

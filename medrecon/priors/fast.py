@@ -94,6 +94,11 @@ class FastDenoiser:
             raise AttributeError(name)
         return getattr(self.prior, name)
 
+    def __getstate__(self) -> dict:  # pickling/deep copies: CUDA graphs and compiled wrappers are rebuilt on use
+        state = dict(self.__dict__)
+        state["_cache"], state["_compiled"] = {}, None
+        return state
+
     def to(self, *args, **kwargs) -> "FastDenoiser":
         """Move the prior (like ``nn.Module.to``). Captured graphs are dropped unless the parameters
         stayed where they were (a dtype or device change reallocates them; graphs read the old memory)."""

@@ -24,6 +24,18 @@ def test_is_a_drop_in_prior_with_the_priors_attributes(prior):
     assert fast.to("cpu") is fast
 
 
+def test_pickles_and_copies_without_its_graphs(prior):
+    import copy
+    import pickle
+
+    fast = FastDenoiser(prior)
+    fast._cache[("sentinel",)] = object()  # stands for a captured graph (not picklable)
+    for clone in (pickle.loads(pickle.dumps(fast)), copy.deepcopy(fast)):
+        assert clone._cache == {} and clone.name == "tiny-mri"
+        x = _x()
+        torch.testing.assert_close(clone(x, 0.3), prior(x, 0.3))
+
+
 def test_cpu_calls_are_the_prior_itself(prior):
     """No CUDA: the wrapped prior runs unchanged (same float32 result), counted as eager calls."""
     fast = FastDenoiser(prior)
