@@ -321,6 +321,9 @@ def _ones_measurement(operator, like: torch.Tensor, complex_: bool) -> torch.Ten
     return operator.forward(ones)
 
 
+_FAST_DENOISERS: dict[tuple, Any] = {}  # (prior name/path, device, mode) → FastDenoiser, reused across files
+
+
 def reconstruct(
     problem: Problem,
     method: str,
@@ -365,13 +368,20 @@ def reconstruct(
             )
         if prior is None:
             prior = "mri" if problem.modality == "mri" else "ct"
-        den = _load_prior(prior, problem)
-        if hasattr(den, "to"):
-            den = den.to(y.device)
-        if fast_network and not isinstance(den, _priors.FastDenoiser):
-            if fast_network not in (True, "graphs", "compile"):
-                raise MedreconError(f"fast_network must be False, True, 'graphs' or 'compile', received {fast_network!r}")
-            den = _priors.FastDenoiser(den, compile=fast_network == "compile")
+        if fast_network not in (False, True, "graphs", "compile"):
+            raise MedreconError(f"fast_network must be False, True, 'graphs' or 'compile', received {fast_network!r}")
+        fast_key = (str(prior), str(y.device), fast_network) if fast_network and isinstance(prior, (str, os.PathLike)) else None
+        if fast_key is not None and fast_key in _FAST_DENOISERS:  # a folder run: capture/compile once, not per file
+            den = _FAST_DENOISERS[fast_key]
+        else:
+            den = _load_prior(prior, problem)
+            if hasattr(den, "to"):
+                den = den.to(y.device)
+            if fast_network and not isinstance(den, _priors.FastDenoiser):
+                den = _priors.FastDenoiser(den, compile=fast_network == "compile")
+                if fast_key is not None:
+                    _FAST_DENOISERS.clear()  # keep one: each holds graphs and activation memory
+                    _FAST_DENOISERS[fast_key] = den
         stats["network"] = repr(den) if isinstance(den, _priors.FastDenoiser) and y.device.type == "cuda" else "eager"
         x_init = A.adjoint(y) if problem.modality == "mri" else _baselines.fbp(A, y)
         scaling = dict(getattr(den, "manifest", None) or {}).get("value_scaling", {"kind": "none"})

@@ -233,3 +233,20 @@ def test_multicoil_reconstruction_is_zero_outside_the_maps_support():
     assert stats["support_fraction"] == pytest.approx(1 - 6 / n)
     np.testing.assert_array_equal(out[0, :, :6], 0.0)
     np.testing.assert_allclose(out[0, :, 6:], 1.0, atol=1e-3)
+
+
+def test_fast_network_is_a_no_op_on_the_cpu_and_checks_its_value(tmp_path, image):
+    """``fast_network`` wraps the prior in FastDenoiser; on the CPU that is the prior itself (same result,
+    reported as eager). Unknown modes are an error naming the accepted ones."""
+    from medrecon import MedreconError
+    from medrecon.recon import load_problem, reconstruct
+
+    run_cli("simulate", "mri", "--image", image, "--out", tmp_path / "m.h5", "--quiet")
+    problem = load_problem(tmp_path / "m.h5")
+    ref, _ = reconstruct(problem, "ddnm", prior="mri", steps=2, seed=3)
+    for mode in ("graphs", "compile"):
+        out, stats = reconstruct(problem, "ddnm", prior="mri", steps=2, seed=3, fast_network=mode)
+        np.testing.assert_array_equal(out, ref)
+        assert stats["network"] == "eager"
+    with pytest.raises(MedreconError, match="'graphs' or 'compile'"):
+        reconstruct(problem, "ddnm", prior="mri", steps=2, fast_network="fp8")
