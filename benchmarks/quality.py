@@ -619,7 +619,7 @@ def merge(paths: list[Path]) -> tuple[list[dict], dict, list[dict]]:
                     parts = k.split("|")
                     if len(parts) in (3, 4) and not parts[2].isdigit():
                         parts.insert(2, str(doc["meta"]["size"]))
-                    images["|".join(parts)] = z[k]
+                    images["|".join(parts)] = z[k].astype(np.float32)  # some sidecars are stored as float16
     return list(runs.values()), images, metas
 
 
