@@ -393,12 +393,13 @@ class JosephProjector:
     # -- launches -----------------------------------------------------------------------------------
     @staticmethod
     def _items_inner(t: torch.Tensor, items: int) -> torch.Tensor:
-        """``[B, 1, H, W]`` → ``[G, H, W, items]`` (items innermost, zero-padded to ``G·items``)."""
+        """``[B, 1, H, W]`` → a ``[G, H, W, items]`` view with the items innermost (zero-padded to
+        ``G·items``; the caller's copy makes it contiguous)."""
         b = t.shape[0]
         g = triton.cdiv(b, items)
         if g * items != b:
             t = torch.cat((t, t.new_zeros((g * items - b, *t.shape[1:]))))
-        return t.view(g, items, *t.shape[2:]).permute(0, 2, 3, 1).contiguous()
+        return t.view(g, items, *t.shape[2:]).permute(0, 2, 3, 1)
 
     @staticmethod
     def _items_outer(t: torch.Tensor, batch: int) -> torch.Tensor:
@@ -413,8 +414,8 @@ class JosephProjector:
         items = cfg.items
         grid = (triton.cdiv(d, cfg.block[0]), v, triton.cdiv(b, items))
         if cfg.layout == "batch-inner":
-            img = self._items_inner(x, items)  # [G, N, N, items]
-            planes = torch.stack((img, img.transpose(1, 2)), dim=1).contiguous()  # [G, 2, N, N, items]
+            img = self._items_inner(x, items)  # [G, N, N, items] view
+            planes = torch.stack((img, img.transpose(1, 2)), dim=1)  # [G, 2, N, N, items], one contiguous copy
             out = torch.empty((grid[2], v, d, items), dtype=x.dtype, device=x.device)
             strides = (2 * n * n * items, 1, n * n * items, items, v * d * items, 1, items)
         else:
@@ -434,7 +435,7 @@ class JosephProjector:
         ti, tj = cfg.block
         grid = (triton.cdiv(n, tj), triton.cdiv(n, ti), triton.cdiv(b, items))
         if cfg.layout == "batch-inner":
-            sino = self._items_inner(y, items)  # [G, V, D, items]
+            sino = self._items_inner(y, items).contiguous()  # [G, V, D, items]
             out = torch.empty((grid[2], n, n, items), dtype=y.dtype, device=y.device)
             strides = (v * d * items, 1, items, n * n * items, 1, items)
         else:
