@@ -10,9 +10,9 @@ Biased: DPS approximates p(y|x_t) by a point mass at x̂₀; it does not sample 
 Gaussian-oracle test asserts the bound it meets). σ_y enters only through the choice of ζ.
 Official: 1000 steps, ζ = 0.3–1.0 (inpainting 0.5); NFE 1000 + 1000 backward passes.
 
-We differ in one place: the gradient is divided by ``‖A‖`` (:func:`operator_scale`, one power
-iteration per run), i.e. DPS runs on ``A/‖A‖`` and ``y/‖A‖``. The official ζ was tuned on operators of
-norm ≤ 1 (masks, blurs; MRI here has ‖A‖ = 1, so nothing changes there); the gradient of ‖y − A x̂₀‖
+We differ in one place: the gradient is divided by ``‖A‖`` (one power iteration per run,
+:func:`core.operator_scale`), i.e. DPS runs on ``A/‖A‖`` and ``y/‖A‖``. The official ζ was tuned on
+operators of norm ≤ 1 (masks, blurs; MRI here has ‖A‖ = 1, so nothing changes there); the gradient of ‖y − A x̂₀‖
 grows with ‖A‖, and on the 23-view 128² Radon transform (‖A‖ = 53.3) the unnormalised step diverged:
 15.92 dB on ct-par-23 held-out at the official 1000 steps (H100), below FBP.
 """
@@ -25,12 +25,6 @@ import torch
 
 from medrecon.samplers import core
 from physics.operator import LinearOperator, inner
-
-
-def operator_scale(operator: LinearOperator, like: torch.Tensor) -> float:
-    """``max(‖A‖, 1e-12)`` by power iteration on ``like``'s device: the gradient-guided samplers divide
-    their measurement gradient by it, so their step sizes do not depend on the operator's units."""
-    return max(operator.norm(device=like.device), 1e-12)
 
 
 def residual_gradient(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tensor, x: torch.Tensor,
@@ -51,7 +45,7 @@ def sample_dps(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tenso
     """DPS; returns ``[B, *operator.ishape]``. NFE N, N backward passes."""
     s = core.levels(sigmas)
     x = core.start(operator, y, s[0], generator, x_init)
-    zeta = scale / operator_scale(operator, y)
+    zeta = scale / core.operator_scale(operator, y)
     for i in range(len(s) - 1):
         # denoise with the graph kept and differentiate the residual norm
         x0, grad = residual_gradient(denoiser, operator, y, x, s[i])

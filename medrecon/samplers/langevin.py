@@ -40,7 +40,7 @@ def sample_langevin(denoiser: core.Denoiser, operator: LinearOperator, y: torch.
     """Annealed Langevin posterior sampling; returns ``[B, *operator.ishape]``. NFE ``n_steps_each·N``."""
     s = core.levels(sigmas)[:-1]
     x = core.start(operator, y, s[0], generator, x_init)
-    lik_lipschitz = 0.0 if norm_match else operator.norm(device=y.device) ** 2
+    lik_lipschitz = 0.0 if norm_match else core.operator_scale(operator, y) ** 2
     for i, sigma in enumerate(s):
         lipschitz = 1 / sigma**2 + lik_lipschitz / (noise_std**2 + (gamma * sigma) ** 2)
         eta = min(step_lr * (sigma / sigma_ref) ** 2, 1 / lipschitz)

@@ -6,7 +6,7 @@ restricted to the null space (``g − A⁺Ag``: the code's ``(1 − m)⊙g`` for
 unmeasured-view component" for CT), subtracted from the ancestral step, then the projection onto the
 noised measurement ``y + σ_s A z`` (``m⊙q_sample(y, s)``; the last step projects onto y itself).
 Differences: the generic projection ``x − A⁺(Ax − y_s)`` replaces the mask merge / CT Kaczmarz step
-(λ_i = 1), and α is divided by ‖A‖ as DPS's ζ is (:func:`.dps.operator_scale`; no change for MRI,
+(λ_i = 1), and α is divided by ‖A‖ as DPS's ζ is (:func:`.core.operator_scale`; no change for MRI,
 ‖A‖ = 1). Noiseless measurement model (the projection reproduces y). Official: 1000 steps, α = 1.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import torch
 
 from medrecon.samplers import core
-from medrecon.samplers.dps import operator_scale, residual_gradient
+from medrecon.samplers.dps import residual_gradient
 from physics.operator import LinearOperator
 
 
@@ -28,7 +28,7 @@ def sample_mcg(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tenso
     """MCG; returns ``[B, *operator.ishape]``. NFE N, N backward passes."""
     s = core.levels(sigmas)
     x = core.start(operator, y, s[0], generator, x_init)
-    alpha = alpha / operator_scale(operator, y)  # as DPS: the step does not depend on the operator's units
+    alpha = alpha / core.operator_scale(operator, y)  # as DPS: the step does not depend on the operator's units
     for i in range(len(s) - 1):
         # manifold-constrained gradient: residual-norm gradient restricted to the null space of A
         x0, grad = residual_gradient(denoiser, operator, y, x, s[i])
