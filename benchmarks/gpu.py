@@ -340,14 +340,20 @@ def ct_correctness(report: Report, device: torch.device, sizes: list[tuple[int, 
             proj = ct_project._projector(geo)
             ref_f = ct_project.radon_forward(x, geo, backend="torch")
             ref_a = ct_project.radon_adjoint(y, geo, backend="torch")
-            for cf, ca in zip(ct_project.candidate_configs("forward", batch, geo.batch is None),
-                              ct_project.candidate_configs("adjoint", batch, geo.batch is None)):
+            for cf, ca in _launch_pairs(geo, batch):
                 ef, ea = rel_err(proj.forward(x, cf), ref_f), rel_err(proj.adjoint(y, ca), ref_a)
                 ok = max(ef, ea) <= 1e-5
                 if not ok:
                     report.failures.append(f"CT {kind} {n}²/{views}/B{batch} {_cfg_name(cf, ca)}: fwd {ef:.2e} adj {ea:.2e}")
                 report.say(f"| {kind} | {n}²/{views} views/B{batch}, launch {_cfg_name(cf, ca)} | {ef:.2e} | "
                            f"{ea:.2e} | – | 1e-5 | {'yes' if ok else '**NO**'} |")
+
+
+def _launch_pairs(geo, batch: int) -> list[tuple]:
+    """The (forward, adjoint) launches the projector of ``geo`` chooses from at ``batch``."""
+    shared = geo.batch is None
+    return list(zip(ct_project.candidate_configs("forward", batch, shared),
+                    ct_project.candidate_configs("adjoint", batch, shared)))
 
 
 def _cfg_name(cf, ca) -> str:
@@ -443,8 +449,7 @@ def ct_timing(report: Report, device: torch.device, sizes: list[tuple[int, int, 
                 impls["ours (Triton)"] = (lambda t: ct_project.radon_forward(t, geo, backend="triton"),
                                           lambda t: ct_project.radon_adjoint(t, geo, backend="triton"))
                 proj = ct_project._projector(geo)
-                configs = list(zip(ct_project.candidate_configs("forward", batch, geo.batch is None),
-                                   ct_project.candidate_configs("adjoint", batch, geo.batch is None)))
+                configs = _launch_pairs(geo, batch)
                 if len(configs) > 1:  # each launch the tuner chooses from, timed on its own
                     for cf, ca in configs:
                         impls[f"ours, launch {_cfg_name(cf, ca)}"] = (lambda t, c=cf: proj.forward(t, c),

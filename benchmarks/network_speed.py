@@ -122,18 +122,21 @@ def profile(D, x: torch.Tensor, sigma: torch.Tensor) -> None:
         with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
             D(x, sigma)
             torch.cuda.synchronize()
-    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA" or getattr(e, "self_device_time_total", 0) > 0]
-    events.sort(key=lambda e: getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)), reverse=True)
-    total = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)) for e in events)
+    def gpu_us(e) -> float:  # the attribute's name changed across torch versions
+        return getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0))
+
+    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA" or gpu_us(e) > 0]
+    events.sort(key=gpu_us, reverse=True)
+    total = sum(gpu_us(e) for e in events)
     print(f"\nProfile of one eager bf16 evaluation of {getattr(D, 'name', 'prior')} {tuple(x.shape)}: "
           f"{total / 1000:.2f} ms of kernels in {sum(e.count for e in events)} launches\n")
     print("| kernel | launches | GPU ms | share |\n|---|---|---|---|")
     for e in events[:10]:
-        t = getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0))
+        t = gpu_us(e)
         print(f"| `{e.key[:70]}` | {e.count} | {t / 1000:.3f} | {t / max(total, 1):.0%} |")
 
 
-def test_slice(size: int) -> tuple[torch.Tensor, str]:
+def brain_slice(size: int) -> tuple[torch.Tensor, str]:
     """One complex brain slice ``[1, 1, size, size]`` (99.5th percentile of |x| = 1): the first held-out
     256² image (``data_scripts/make_heldout.py``) resampled bicubically, else a fresh held-out draw."""
     path = ROOT / ".devdata" / "heldout" / "heldout_mri-brain_256.npz"
@@ -155,13 +158,12 @@ def test_slice(size: int) -> tuple[torch.Tensor, str]:
 
 def end_to_end(args, device: torch.device, ms_table: dict, dens: dict) -> None:
     """ddnm at ``--steps`` NFE on one 320² single-coil 4× slice for every network mode."""
-    import math
-
     import quality
 
+    from medrecon import metrics
     from medrecon.recon import reconstruct
 
-    x, where = test_slice(args.size)
+    x, where = brain_slice(args.size)
     problem, _ = quality.make_problem(quality.TASKS["mri-sc-4x"], x, device)
     target = problem.target[0]
     modes = dens.get("mri") or network_modes(priors.load("mri", device=device), device, args.compile)
@@ -186,8 +188,7 @@ def end_to_end(args, device: torch.device, ms_table: dict, dens: dict) -> None:
         nfe = int(stats.get("nfe", args.steps))
         ms = ms_table.get("mri", {}).get(mode)
         net_s = None if ms is None else nfe * ms / 1000
-        mse = float(((image[0] - target) ** 2).mean())
-        psnr = 10 * math.log10(float(target.max()) ** 2 / mse)
+        psnr = metrics.psnr(target, image[0])  # the fastMRI definition, R = target max
         share = "–" if net_s is None else f"{max(wall - net_s, 0.0) / wall:.0%}"
         met = "–"
         if net_s is not None and args.size == 320 and nfe >= 1000:
