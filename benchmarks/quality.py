@@ -38,7 +38,9 @@ HU shifted by the slice minimum, data range = max − min (as ``medrecon recon``
 Methods: each classical baseline of the modality (:data:`CLASSICAL`) and every sampler of
 :data:`medrecon.samplers.METHODS` at its official step count (``--setting official``) and at a
 fast count ≤ 100 NFE (``--setting fast``: ``min(official, --fast-steps)`` steps, further reduced
-for methods with several evaluations per step). Every run goes through
+for methods with several evaluations per step, official options and schedule), and, for the methods
+that have one, at their validated ≤ 100-NFE preset (``--setting tuned``: ``METHODS[m].tuned``, chosen on
+images the benchmark never reports, :data:`medrecon.samplers.TUNED_NOTE`). Every run goes through
 :func:`medrecon.recon.reconstruct` (the value scaling of ``medrecon recon``), with a whole task's
 ``n`` slices as one batch; seconds per slice = batch wall time / n (on CUDA after a synchronise),
 peak memory = ``torch.cuda.max_memory_allocated`` on CUDA, else the process's peak RSS (a
@@ -394,14 +396,18 @@ def _peak_rss_mb() -> float:
 
 
 def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any, device: torch.device) -> tuple[dict, np.ndarray]:
-    """Reconstruct ``problem`` with ``method``; return the record and the output ``[n, H, W]``."""
+    """Reconstruct ``problem`` with ``method``; return the record and the output ``[n, H, W]``.
+    Setting ``tuned`` runs the sampler's validated preset (``samplers.run(..., preset="tuned")``)."""
     from medrecon.recon import is_classical, reconstruct
+    from medrecon.samplers import METHODS
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    image, stats = reconstruct(problem, method, prior=None if is_classical(method) else prior, steps=steps, seed=0)
+    options = {"preset": "tuned"} if setting == "tuned" else {}
+    image, stats = reconstruct(problem, method, prior=None if is_classical(method) else prior, steps=steps, seed=0,
+                               options=options)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
@@ -415,9 +421,9 @@ def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any
         "metrics": slice_metrics(problem.modality, problem.target, image), "status": "ok",
     }
     if rec["kind"] == "diffusion" and steps is None:
-        from medrecon.samplers import METHODS
-
-        rec["steps"] = METHODS[method].steps
+        rec["steps"] = (METHODS[method].tuned or {}).get("steps") if setting == "tuned" else METHODS[method].steps
+    if setting == "tuned":
+        rec["preset"] = dict(METHODS[method].tuned or {})
     return rec, image
 
 
@@ -487,6 +493,8 @@ def plan_runs(args: argparse.Namespace) -> list[tuple[str, str, str, str, Option
                     runs.append((t, d, m, "official", None))
                 if args.setting in ("fast", "both") and not (args.setting == "both" and fast == METHODS[m].steps):
                     runs.append((t, d, m, "fast", fast))
+                if args.setting in ("tuned", "both") and METHODS[m].tuned is not None:
+                    runs.append((t, d, m, "tuned", None))
     return runs
 
 
@@ -685,6 +693,12 @@ def _notes(rs: list[dict], data: str) -> str:
     return "; ".join(notes)
 
 
+def _setting(r: dict) -> str:
+    """The setting cell: ``tuned`` rows name their preset's options (schedule, η …)."""
+    extra = {k: v for k, v in (r.get("preset") or {}).items() if k != "steps"}
+    return r["setting"] + (" (" + ", ".join(f"{k} {v}" for k, v in extra.items()) + ")" if extra else "")
+
+
 def _name(r: Optional[dict]) -> str:
     if r is None:
         return "–"
@@ -758,7 +772,7 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
                 continue
             mt = r["metrics"]
             lines.append(
-                f"| `{r['method']}` | {r['setting']} | {r.get('steps') or ''} | {r['nfe'] or ''}"
+                f"| `{r['method']}` | {_setting(r)} | {r.get('steps') or ''} | {r['nfe'] or ''}"
                 f"{_bwd(r)} | {_fmt(mt['psnr'], 2)} | "
                 f"{_fmt(mt['ssim'], 3)} | {_fmt(mt['nmse'], 4)} | {r['seconds_per_slice']:.3g} | {r['device_name']} | "
                 f"{r['peak_mem_mb']:.0f} | {r['n']} |")
@@ -845,7 +859,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="all", help="heldout, ood or all")
     p.add_argument("--methods", default="classical,diffusion",
                    help="comma list of method names, 'classical' and/or 'diffusion'")
-    p.add_argument("--setting", default="both", choices=("fast", "official", "both"))
+    p.add_argument("--setting", default="both", choices=("fast", "official", "tuned", "both"),
+                   help="both = official + fast + tuned (the last for methods with METHODS[m].tuned)")
     p.add_argument("--fast-steps", type=int, default=50, help="NFE cap of the fast setting (≤ 100)")
     p.add_argument("--steps", type=int, default=None, help="one custom step count for every sampler (setting 'custom')")
     p.add_argument("--n", type=int, default=10, help="slices per task (one batch)")

@@ -59,7 +59,7 @@ def _step_callback(bar) -> Callable[[dict], None]:
     return cb
 
 
-def _default_steps(method: str, steps: Optional[int]) -> Optional[int]:
+def _default_steps(method: str, steps: Optional[int], preset: str = "official") -> Optional[int]:
     if steps is not None:
         return steps
     from medrecon import baselines
@@ -69,7 +69,10 @@ def _default_steps(method: str, steps: Optional[int]) -> Optional[int]:
     try:
         from medrecon import samplers
 
-        return samplers.METHODS[method].steps if method in samplers.METHODS else None
+        if method not in samplers.METHODS:
+            return None
+        m = samplers.METHODS[method]
+        return (m.tuned or {}).get("steps", m.steps) if preset == "tuned" else m.steps
     except ImportError:
         return None
 
@@ -93,6 +96,8 @@ def cmd_recon(args: argparse.Namespace) -> int:
         options["weight"] = args.weight
     if args.iterations is not None:
         options["iterations"] = args.iterations
+    if args.preset != "official":
+        options["preset"] = args.preset
     if args.method not in baselines.BASELINES:
         try:
             from medrecon import samplers
@@ -109,7 +114,7 @@ def cmd_recon(args: argparse.Namespace) -> int:
             if str(args.prior) not in priors.available() and not Path(str(args.prior) + ".safetensors").exists():
                 raise MedreconError(f"unknown prior {args.prior!r}; shipped: {', '.join(priors.available()) or 'none'} (or give a path)")
     device = recon.resolve_device(args.device)
-    steps = _default_steps(args.method, args.steps)
+    steps = _default_steps(args.method, args.steps, args.preset)
     common = dict(prior=args.prior, steps=args.steps, seed=args.seed, device=device, slices=args.slices,
                   acceleration=args.acceleration, center_fraction=args.center_fraction, mask_type=args.mask_type,
                   noise_std=args.noise_std, options=options, fast_network=args.fast_network)
@@ -320,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--prior", default=None, help="shipped prior name (see `medrecon priors`) or a checkpoint path; "
                    "default: mri or ct by data type")
     r.add_argument("--steps", type=int, default=None, help="sampler steps (default: the method's official count)")
+    r.add_argument("--preset", default="official", choices=["official", "tuned"],
+                   help="diffusion: the method's published setting, or its validated ≤ 100-NFE preset "
+                        "('tuned': e.g. ddnm on the prior's EDM noise schedule; see `medrecon methods`)")
     r.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
     r.add_argument("--out", required=True, help="output .h5 (leaderboard layout) or .nii/.nii.gz file, or a folder")

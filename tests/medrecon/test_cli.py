@@ -250,3 +250,16 @@ def test_fast_network_is_a_no_op_on_the_cpu_and_checks_its_value(tmp_path, image
         assert stats["network"] == "eager"
     with pytest.raises(MedreconError, match="'graphs' or 'compile'"):
         reconstruct(problem, "ddnm", prior="mri", steps=2, fast_network="fp8")
+
+
+def test_preset_tuned_runs_the_validated_setting_and_refuses_methods_without_one(tmp_path, image, capsys):
+    run_cli("simulate", "mri", "--image", image, "--out", tmp_path / "m.h5", "--quiet")
+    log = tmp_path / "log.json"
+    assert run_cli("recon", tmp_path / "m.h5", "--method", "ddnm", "--preset", "tuned", "--steps", "3",
+                   "--out", tmp_path / "r.h5", "--log", log, "--quiet") == 0
+    assert json.loads(log.read_text())["files"]["m.h5"]["nfe"] == 3
+    capsys.readouterr()
+    assert run_cli("recon", tmp_path / "m.h5", "--method", "dps", "--preset", "tuned", "--steps", "3",
+                   "--out", tmp_path / "d.h5", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "dps has no tuned preset" in err and "ddnm" in err and not (tmp_path / "d.h5").exists()

@@ -117,3 +117,18 @@ def test_multicoil_problem_oversamples_the_field_of_view_and_crops_back(quality)
     est = problem.operator.maps[..., 64:192, 16:144]
     mismatch = 1 - (true.conj() * est).sum(1).abs()
     assert float(mismatch.mean()) < 2e-3 and float(mismatch.max()) < 0.05, (float(mismatch.mean()), float(mismatch.max()))
+
+
+def test_tuned_setting_runs_the_presets_and_names_them(quality):
+    import torch
+
+    from medrecon.samplers import METHODS
+
+    args = quality.build_parser().parse_args(["--tasks", "mri-sc-4x", "--data", "heldout", "--methods", "ddnm,dps",
+                                              "--setting", "tuned"])
+    assert quality.plan_runs(args) == [("mri-sc-4x", "heldout", "ddnm", "tuned", None)]  # dps has no preset
+    x, _ = quality.load_images("mri", "heldout", 1, 32, None)
+    problem, _ = quality.make_problem(quality.TASKS["mri-sc-4x"], x, torch.device("cpu"))
+    rec, image = quality.run_one(problem, "ddnm", "tuned", 3, "mri", torch.device("cpu"))
+    assert rec["nfe"] == 3 and rec["preset"] == METHODS["ddnm"].tuned and image.shape == (1, 32, 32)
+    assert quality._setting(rec).startswith("tuned (schedule karras")

@@ -138,3 +138,31 @@ def test_guided_methods_run_under_a_callers_no_grad(name):
         a = _run(name, prior, op, y, torch.Generator().manual_seed(3))
     b = _run(name, prior, op, y, torch.Generator().manual_seed(3))
     torch.testing.assert_close(a, b)
+
+
+def test_tuned_preset_is_the_same_as_spelling_its_settings_out():
+    """``preset="tuned"`` fills steps, schedule and options from ``METHODS[m].tuned``; what the call gives wins."""
+    prior, op, y = mri_problem(0.05, 2)
+    tuned = dict(samplers.METHODS["ddnm"].tuned)
+    assert tuned["steps"] <= 100  # a fast preset: ≤ 100 NFE
+    spelled = dict(tuned)
+    steps, schedule = spelled.pop("steps"), spelled.pop("schedule")
+    a, stats = samplers.run("ddnm", prior, op, y, noise_std=0.05, preset="tuned", generator=torch.Generator().manual_seed(1),
+                            return_stats=True)
+    b = samplers.run("ddnm", prior, op, y, noise_std=0.05, steps=steps, schedule=schedule,
+                     generator=torch.Generator().manual_seed(1), **spelled)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert stats.nfe == steps
+    c, stats = samplers.run("ddnm", prior, op, y, noise_std=0.05, preset="tuned", steps=4, return_stats=True)
+    assert stats.nfe == 4
+    official = samplers.run("ddnm", prior, op, y, noise_std=0.05, steps=steps, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(official, a)  # the preset changes the schedule
+
+
+def test_tuned_preset_bad_input_is_named():
+    prior, op, y = mri_problem(0.05, 1)
+    without = next(k for k, m in samplers.METHODS.items() if m.tuned is None)
+    with pytest.raises(MedreconError, match="no tuned preset; methods with one: .*ddnm"):
+        samplers.run(without, prior, op, y, preset="tuned")
+    with pytest.raises(MedreconError, match="preset must be"):
+        samplers.run("ddnm", prior, op, y, preset="fastest")
