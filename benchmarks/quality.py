@@ -216,9 +216,12 @@ def _smooth_phase(n: int, size: int, gen: torch.Generator, amplitude: float = 0.
     return torch.polar(torch.ones(n, size, size), amplitude * (a * uu + b * vv + c * (uu**2 + vv**2)))
 
 
-def load_images(modality: str, data: str, n: int, size: int, anatomy: Optional[Path]) -> tuple[torch.Tensor, dict]:
+def load_images(modality: str, data: str, n: int, size: int, anatomy: Optional[Path],
+                offset: int = 0) -> tuple[torch.Tensor, dict]:
     """``n`` ground-truth images ``[n, 1, size, size]`` (MRI complex64 with the 99.5th percentile of
-    ``|x|`` = 1; CT float32 HU) and a description of where they came from."""
+    ``|x|`` = 1; CT float32 HU) and a description of where they came from. Held-out data: images
+    ``[offset, offset + k)`` of each of the two sets (``tune_fast.py`` validates on ``offset`` 20; the
+    benchmark reports ``offset`` 0)."""
     from medrecon.data import unit_to_hu
 
     if data == "heldout":
@@ -229,18 +232,19 @@ def load_images(modality: str, data: str, n: int, size: int, anatomy: Optional[P
             if k == 0:
                 continue
             cache = ROOT / ".devdata" / "heldout" / f"heldout_{name}_{size}.npz"
-            if cache.is_file() and len(np.load(cache)["images"]) >= k:
-                parts.append(torch.from_numpy(np.load(cache)["images"][:k]))
-                used.append(f"{cache.relative_to(ROOT)}[:{k}]")
+            stop = offset + k
+            if cache.is_file() and len(np.load(cache)["images"]) >= stop:
+                parts.append(torch.from_numpy(np.load(cache)["images"][offset:stop]))
+                used.append(f"{cache.relative_to(ROOT)}[{offset or ''}:{stop}]")
             else:
                 from medrecon.data import make_source
 
                 src = make_source(name, "cpu", anatomy_path=anatomy if anatomy and anatomy.is_file() else None,
                                   split="heldout")
-                # draw make_heldout.py's default 64 images and keep the first k, so the slices equal its npz
-                batch = max(k, HELDOUT_DEFAULT_N)
-                parts.append(src.sample(batch, size, torch.Generator().manual_seed(HELDOUT_SEEDS[name]))[:k])
-                used.append(f"make_source({name!r}, split='heldout') seed {HELDOUT_SEEDS[name]}, first {k} of {batch}")
+                # draw make_heldout.py's default 64 images and keep [offset, stop), so the slices equal its npz
+                batch = max(stop, HELDOUT_DEFAULT_N)
+                parts.append(src.sample(batch, size, torch.Generator().manual_seed(HELDOUT_SEEDS[name]))[offset:stop])
+                used.append(f"make_source({name!r}, split='heldout') seed {HELDOUT_SEEDS[name]}, images {offset}–{stop - 1} of {batch}")
         x = torch.cat(parts)
         if modality == "ct":
             x = unit_to_hu(x.float())

@@ -1,10 +1,11 @@
 """Choose a sampler's ≤ 100-NFE preset on a validation split the quality benchmark never reports.
 
 The benchmark (``quality.py``) scores the first 5 images of each held-out set (brain + body, head +
-body). This script scores images ``--images START:STOP`` (default 20:25) of the same sets, through the
-same simulation (:func:`quality.make_problem`) and the same reconstruction path, so a preset chosen here
-is not fitted to the reported slices. Each ``--config NAME=JSON`` is one run; the JSON holds the
-sampler's options plus ``steps`` and ``schedule`` (``"vp"``, ``"ve"``, ``"karras"``).
+body). This script scores images ``--offset`` to ``--offset + n/2 − 1`` (default 20–24) of the same sets
+(:func:`quality.load_images`), through the same simulation (:func:`quality.make_problem`) and the same
+reconstruction path (:func:`medrecon.recon.reconstruct`), so a preset chosen here is not fitted to
+the reported slices. Each ``--config NAME=JSON`` is one run; the JSON holds the sampler's options
+plus ``steps``, ``schedule`` (``"vp"``, ``"ve"``, ``"karras"``), ``sigma_min`` and ``sigma_max``.
 
     python benchmarks/tune_fast.py --task mri-sc-4x --method ddnm \\
         --config 'published={"steps": 100}' \\
@@ -35,26 +36,6 @@ import quality  # noqa: E402  (benchmarks/quality.py: tasks, simulation, metrics
 from medrecon import MedreconError  # noqa: E402
 
 
-def validation_images(modality: str, start: int, stop: int, size: int) -> torch.Tensor:
-    """Images ``[start:stop]`` of each held-out set of ``modality`` (the benchmark reports ``[:5]``)."""
-    from medrecon.data import make_source, unit_to_hu
-
-    if start < 5:
-        raise MedreconError(f"--images must start at 5 or later (the benchmark reports images 0–4), received {start}")
-    names = ("mri-brain", "mri-body") if modality == "mri" else ("ct-head", "ct-body")
-    parts = []
-    for name in names:
-        cache = ROOT / ".devdata" / "heldout" / f"heldout_{name}_{size}.npz"
-        if cache.is_file() and len(np.load(cache)["images"]) >= stop:
-            parts.append(torch.from_numpy(np.load(cache)["images"][start:stop]))
-        else:  # the same draw as make_heldout.py / quality.load_images
-            src = make_source(name, "cpu", split="heldout")
-            batch = max(stop, quality.HELDOUT_DEFAULT_N)
-            parts.append(src.sample(batch, size, torch.Generator().manual_seed(quality.HELDOUT_SEEDS[name]))[start:stop])
-    x = torch.cat(parts)
-    return unit_to_hu(x.float()) if modality == "ct" else x
-
-
 def parse_config(text: str) -> tuple[str, dict]:
     name, sep, body = text.partition("=")
     if not sep or not name:
@@ -75,19 +56,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--task", default="mri-sc-4x", choices=list(quality.TASKS))
     p.add_argument("--method", required=True)
     p.add_argument("--config", action="append", required=True, metavar="NAME=JSON")
-    p.add_argument("--images", default="20:25", help="START:STOP of each held-out set (START ≥ 5)")
+    p.add_argument("--offset", type=int, default=20, help="first image of each held-out set (≥ 5: the benchmark reports 0–4)")
+    p.add_argument("--n", type=int, default=10, help="slices (half from each of the two held-out sets)")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--jsonl", default=None, help="append one JSON line per run here")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    start, _, stop = args.images.partition(":")
+    if args.offset < 5:
+        raise MedreconError(f"--offset must be 5 or more (the benchmark reports images 0–4), received {args.offset}")
     task = quality.TASKS[args.task]
-    x = validation_images(task.modality, int(start), int(stop), args.size)
+    x, info = quality.load_images(task.modality, "heldout", args.n, args.size, None, offset=args.offset)
     problem, _ = quality.make_problem(task, x, torch.device("cpu"))
-    print(f"{args.task}, {args.method}, validation images {args.images} of each held-out set ({x.shape[0]} slices, "
-          f"{args.size}²)\n\n| config | options | NFE | PSNR (dB) | SSIM | s |\n| --- | --- | --- | --- | --- | --- |")
+    print(f"{args.task}, {args.method}, validation slices {info['source']} ({args.size}²)\n\n"
+          "| config | options | NFE | PSNR (dB) | SSIM | s |\n| --- | --- | --- | --- | --- | --- |")
     for text in args.config:
         name, opts = parse_config(text)
         opts = dict(opts)
@@ -96,7 +79,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         image, stats = reconstruct(problem, args.method, prior=task.modality, steps=steps, seed=0, options=opts)
         seconds = time.perf_counter() - t0
         m = quality.slice_metrics(task.modality, problem.target, image)
-        row = {"config": name, "task": args.task, "method": args.method, "images": args.images, "size": args.size,
+        row = {"config": name, "task": args.task, "method": args.method, "images": info["source"], "size": args.size,
                "steps": steps, "options": opts, "nfe": stats.get("nfe"), "psnr": float(np.mean(m["psnr"])),
                "ssim": float(np.mean(m["ssim"])), "psnr_per_slice": [round(v, 2) for v in m["psnr"]],
                "seconds": round(seconds, 1)}

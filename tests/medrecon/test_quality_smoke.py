@@ -127,8 +127,34 @@ def test_tuned_setting_runs_the_presets_and_names_them(quality):
     args = quality.build_parser().parse_args(["--tasks", "mri-sc-4x", "--data", "heldout", "--methods", "ddnm,dps",
                                               "--setting", "tuned"])
     assert quality.plan_runs(args) == [("mri-sc-4x", "heldout", "ddnm", "tuned", None)]  # dps has no preset
-    x, _ = quality.load_images("mri", "heldout", 1, 32, None)
+    x, _ = quality.load_images("mri", "ood", 1, 32, None)
     problem, _ = quality.make_problem(quality.TASKS["mri-sc-4x"], x, torch.device("cpu"))
     rec, image = quality.run_one(problem, "ddnm", "tuned", 3, "mri", torch.device("cpu"))
     assert rec["nfe"] == 3 and rec["preset"] == METHODS["ddnm"].tuned and image.shape == (1, 32, 32)
     assert quality._setting(rec).startswith("tuned (schedule karras")
+
+
+def test_tune_fast_scores_configs_on_images_the_benchmark_never_reports(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("tune_fast_bench", ROOT / "benchmarks" / "tune_fast.py")
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    # no cached held-out npz at 32²: draw only the images used (make_heldout.py draws 64; the test needs 21)
+    monkeypatch.setattr(tune.quality, "HELDOUT_DEFAULT_N", 0)
+    out = tmp_path / "runs.jsonl"
+    argv = ["--method", "ddnm", "--n", "2", "--size", "32", "--jsonl", str(out),
+            "--config", 'published={"steps": 2}', "--config", 'edm={"steps": 2, "schedule": "karras", "eta": 1.0}']
+    assert tune.main(argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["config"] for r in rows] == ["published", "edm"] and all(r["nfe"] == 2 for r in rows)
+    assert rows[0]["psnr"] != rows[1]["psnr"] and "images 20–20" in rows[0]["images"]
+    x_val, _ = tune.quality.load_images("mri", "heldout", 2, 32, None, offset=20)
+    x_rep, _ = tune.quality.load_images("mri", "heldout", 2, 32, None)
+    assert x_val.shape == x_rep.shape and not torch_equal(x_val, x_rep)
+    with pytest.raises(Exception, match="offset must be 5 or more"):
+        tune.main(["--method", "ddnm", "--offset", "0", "--config", "a={}"])
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
