@@ -733,7 +733,10 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
         "for every slice, held-out and real alike (the DICOM pixel spacing is not used).",
         "* Data: `heldout` = the synthetic generators' held-out split (never used in training; half brain/head, half "
         "body); `ood` = the real DICOM slices shipped with pydicom (distinct images × flips/transpositions).",
-        "* Settings: `official` = the method's published step count (`medrecon.samplers.METHODS`); `fast` = ≤ 100 NFE; "
+        "* Settings: `official` = the method's published step count (`medrecon.samplers.METHODS`); `fast` = ≤ 100 NFE "
+        "with the published schedule and options; `tuned` = the method's validated ≤ 100-NFE preset "
+        "(`METHODS[m].tuned`, named in the setting cell), chosen with `benchmarks/tune_fast.py` on held-out images "
+        "20–24 of each set, never on the reported images 0–4 (`medrecon.samplers.TUNED_NOTE`); "
         "`classical` = baselines with their defaults (`medrecon.baselines`).",
         "* s/slice = batch wall time / slices (one batch of all slices per run). Peak memory: CUDA max allocated on GPU; "
         "on CPU the process peak RSS (a high-water mark, not per run). CPU timings are disturbed by other jobs "
