@@ -136,16 +136,10 @@ class _CountBackward(torch.autograd.Function):
 
 
 class _Counted:
-    """Wraps a denoiser and counts its evaluations and the backward passes through it. Other attributes
-    (``sigma_data``, ``sigma_min`` …) are the wrapped denoiser's, so samplers can read them."""
+    """Wraps a denoiser and counts its evaluations and the backward passes through it."""
 
     def __init__(self, denoiser: Callable) -> None:
         self.denoiser, self.nfe, self.backward_passes = denoiser, 0, 0
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "denoiser":  # not yet set (copy/unpickle): no recursion
-            raise AttributeError(name)
-        return getattr(self.denoiser, name)
 
     def __call__(self, x: torch.Tensor, sigma: Any) -> torch.Tensor:
         self.nfe += 1
