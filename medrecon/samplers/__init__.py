@@ -194,9 +194,9 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
             with_tuned = [k for k, m in METHODS.items() if m.tuned is not None]
             raise MedreconError(f"{name} has no tuned preset; methods with one: {', '.join(with_tuned)}")
         tuned = dict(method.tuned)
-        steps = steps if steps is not None else tuned.pop("steps", None)
-        schedule = schedule if schedule is not None else tuned.pop("schedule", None)
-        tuned.pop("steps", None), tuned.pop("schedule", None)
+        tuned_steps, tuned_schedule = tuned.pop("steps", None), tuned.pop("schedule", None)
+        steps = steps if steps is not None else tuned_steps
+        schedule = schedule if schedule is not None else tuned_schedule
         options = {**tuned, **options}
     if (start_from is None) != (t0 is None):
         raise MedreconError("the CCDF warm start needs both start_from (an initial image) and t0 in (0, 1]")
