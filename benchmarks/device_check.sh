@@ -19,7 +19,8 @@
 set -u
 OUT=${1:?usage: device_check.sh OUTDIR}
 DEV=${DEV:-cuda}
-STAGES=${STAGES:-gpu,speed,quality}   # any of gpu, speed, quality (the first call's plan), followup (the second's)
+STAGES=${STAGES:-gpu,speed,quality}   # any of gpu, speed, quality (the first call's plan), followup (the second's),
+                                      # remaining (what RESULTS.md lists as not run after session 4)
 BUDGET=${BUDGET:-250}        # quality: seconds each process may start runs in
 QTIMEOUT=${QTIMEOUT:-275}    # quality: hard stop per process
 W=/tmp/medrecon-device
@@ -63,6 +64,24 @@ if [[ $STAGES == *followup* ]]; then  # the second call: the samplers the first 
             PIDS+=($!)
         done
     done
+fi
+if [[ $STAGES == *remaining* ]]; then  # the rows the CPU sessions could not afford (RESULTS.md: "Not run")
+    for d in heldout ood; do
+        for t in ct-par-23 mri-mc-8x; do
+            OMP_NUM_THREADS=2 timeout "$QTIMEOUT" python3 benchmarks/quality.py --tasks $t --data $d \
+                --methods dps,song2022,mcg,recguide,scoresde --setting official "${Q[@]}" \
+                --json "$W/q/gpu3-$t-$d.json" > "$W/logs/q3-$t-$d.log" 2>&1 &
+            PIDS+=($!)
+        done
+    done
+    OMP_NUM_THREADS=2 timeout "$QTIMEOUT" python3 benchmarks/quality.py --tasks mri-sc-4x,mri-mc-8x,ct-par-23 \
+        --data all --methods ddnm,dps --setting both --size 256 --n 10 --device "$DEV" --network graphs-fp32 \
+        --no-report --budget-s "$BUDGET" --json "$W/q/gpu3-256.json" > "$W/logs/q3-256.log" 2>&1 &
+    PIDS+=($!)
+    OMP_NUM_THREADS=2 timeout "$QTIMEOUT" python3 benchmarks/quality.py --tasks mri-sc-8x,mri-mc-4x,ct-par-60,ct-fan-60 \
+        --data all --methods ddnm,dps,dds --setting both "${Q[@]}" --json "$W/q/gpu3-other.json" \
+        > "$W/logs/q3-other.log" 2>&1 &
+    PIDS+=($!)
 fi
 if [[ $STAGES == *quality* ]]; then
 M=song2022,dps,langevin,scoresde,mcg,recguide,pigdm,reddiff,ilvr
