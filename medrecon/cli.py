@@ -69,10 +69,7 @@ def _default_steps(method: str, steps: Optional[int], preset: str = "official") 
     try:
         from medrecon import samplers
 
-        if method not in samplers.METHODS:
-            return None
-        m = samplers.METHODS[method]
-        return (m.tuned or {}).get("steps", m.steps) if preset == "tuned" else m.steps
+        return samplers.preset_settings(method, preset).get("steps") if method in samplers.METHODS else None
     except ImportError:
         return None
 

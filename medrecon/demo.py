@@ -103,7 +103,7 @@ def run_demo(out: Union[str, Path], *, steps: int = 100, quiet: bool = False, di
             img, stats = reconstruct(problem, method, prior=prior, steps=steps if prior else None, options=opts)
             sec = time.perf_counter() - t0
             m = metrics.evaluate(gt - lo, img - lo, data_range=rng)
-            label = f"{method} ({prior} prior)" if prior else method
+            label = (f"{method}{' tuned' if opts.get('preset') == 'tuned' else ''} ({prior} prior)" if prior else method)
             results[modality][label] = {"psnr": m["psnr"], "ssim": m["ssim"], "nmse": m["nmse"], "seconds": round(sec, 2),
                                         **({"nfe": stats["nfe"]} if "nfe" in stats else {})}
             row.append((f"{label}\n{m['psnr']:.2f} dB / {m['ssim']:.3f}", img[0]))

@@ -43,7 +43,7 @@ from medrecon.samplers.snips import sample_snips
 from medrecon.samplers.song2022 import sample_song2022
 from physics.operator import LinearOperator
 
-__all__ = ["available", "run", "support_table", "Stats", "Method", "METHODS", "TUNED_NOTE", "schedules"]
+__all__ = ["available", "preset_settings", "run", "support_table", "Stats", "Method", "METHODS", "TUNED_NOTE", "schedules"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,21 @@ TUNED_NOTE = (
 def available() -> list[str]:
     """The registered method names, in registry order."""
     return list(METHODS)
+
+
+def preset_settings(name: str, preset: str = "official") -> dict:
+    """What a preset sets for method ``name``: ``"official"`` → ``{"steps": published count}`` (schedule and
+    options are the method's defaults); ``"tuned"`` → ``METHODS[name].tuned`` (steps, schedule, options)."""
+    if name not in METHODS:
+        raise MedreconError(f"unknown sampler {name!r}; available: {', '.join(METHODS)}")
+    if preset == "official":
+        return {"steps": METHODS[name].steps}
+    if preset != "tuned":
+        raise MedreconError(f"preset must be 'official' or 'tuned', received {preset!r}")
+    if METHODS[name].tuned is None:
+        with_tuned = [k for k, m in METHODS.items() if m.tuned is not None]
+        raise MedreconError(f"{name} has no tuned preset; methods with one: {', '.join(with_tuned)}")
+    return dict(METHODS[name].tuned)
 
 
 @dataclass(frozen=True)
@@ -187,17 +202,11 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
         raise MedreconError(f"y must have shape [B, {', '.join(map(str, operator.oshape))}] for {operator!r}, received {shape}")
     if not noise_std >= 0:
         raise MedreconError(f"noise_std must be >= 0, received {noise_std}")
-    if preset not in ("official", "tuned"):
-        raise MedreconError(f"preset must be 'official' or 'tuned', received {preset!r}")
-    if preset == "tuned":
-        if method.tuned is None:
-            with_tuned = [k for k, m in METHODS.items() if m.tuned is not None]
-            raise MedreconError(f"{name} has no tuned preset; methods with one: {', '.join(with_tuned)}")
-        tuned = dict(method.tuned)
-        tuned_steps, tuned_schedule = tuned.pop("steps", None), tuned.pop("schedule", None)
-        steps = steps if steps is not None else tuned_steps
-        schedule = schedule if schedule is not None else tuned_schedule
-        options = {**tuned, **options}
+    settings = preset_settings(name, preset)
+    preset_steps, preset_schedule = settings.pop("steps", None), settings.pop("schedule", None)
+    steps = steps if steps is not None else preset_steps
+    schedule = schedule if schedule is not None else preset_schedule
+    options = {**settings, **options}
     if (start_from is None) != (t0 is None):
         raise MedreconError("the CCDF warm start needs both start_from (an initial image) and t0 in (0, 1]")
     accepted = set(inspect.signature(method.fn).parameters) - {"denoiser", "operator", "y", "sigmas", "noise_std",
