@@ -403,7 +403,7 @@ def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any
     """Reconstruct ``problem`` with ``method``; return the record and the output ``[n, H, W]``.
     Setting ``tuned`` runs the sampler's validated preset (``samplers.run(..., preset="tuned")``)."""
     from medrecon.recon import is_classical, reconstruct
-    from medrecon.samplers import METHODS
+    from medrecon.samplers import preset_settings
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -425,9 +425,9 @@ def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any
         "metrics": slice_metrics(problem.modality, problem.target, image), "status": "ok",
     }
     if rec["kind"] == "diffusion" and steps is None:
-        rec["steps"] = (METHODS[method].tuned or {}).get("steps") if setting == "tuned" else METHODS[method].steps
+        rec["steps"] = preset_settings(method, "tuned" if setting == "tuned" else "official")["steps"]
     if setting == "tuned":
-        rec["preset"] = dict(METHODS[method].tuned or {})
+        rec["preset"] = preset_settings(method, "tuned")
     return rec, image
 
 

@@ -73,7 +73,6 @@ def main(argv: Optional[list[str]] = None) -> int:
           "| config | options | NFE | PSNR (dB) | SSIM | s |\n| --- | --- | --- | --- | --- | --- |")
     for text in args.config:
         name, opts = parse_config(text)
-        opts = dict(opts)
         steps = opts.pop("steps", None)
         t0 = time.perf_counter()
         image, stats = reconstruct(problem, args.method, prior=task.modality, steps=steps, seed=0, options=opts)
