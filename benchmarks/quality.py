@@ -399,9 +399,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any, device: torch.device) -> tuple[dict, np.ndarray]:
+def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any, device: torch.device,
+            samples: int = 1) -> tuple[dict, np.ndarray]:
     """Reconstruct ``problem`` with ``method``; return the record and the output ``[n, H, W]``.
-    Setting ``tuned`` runs the sampler's validated preset (``samplers.run(..., preset="tuned")``)."""
+    Setting ``tuned`` runs the sampler's validated preset (``samplers.run(..., preset="tuned")``).
+    ``samples`` > 1 (diffusion only): the mean of that many posterior samples (``samplers.run(...,
+    samples=K)``); the record's setting becomes ``<setting>-mean<K>`` and its NFE counts all K runs."""
     from medrecon.recon import is_classical, reconstruct
     from medrecon.samplers import preset_settings
 
@@ -410,6 +413,8 @@ def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     options = {"preset": "tuned"} if setting == "tuned" else {}
+    if samples > 1 and not is_classical(method):
+        options["samples"] = int(samples)
     image, stats = reconstruct(problem, method, prior=None if is_classical(method) else prior, steps=steps, seed=0,
                                options=options)
     if device.type == "cuda":
@@ -428,6 +433,8 @@ def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any
         rec["steps"] = preset_settings(method, "tuned" if setting == "tuned" else "official")["steps"]
     if setting == "tuned":
         rec["preset"] = preset_settings(method, "tuned")
+    if "samples" in options:
+        rec.update(setting=f"{setting}-mean{samples}", samples=int(samples))
     return rec, image
 
 
@@ -548,10 +555,12 @@ def benchmark(args: argparse.Namespace) -> Recorder:
     t_start = time.perf_counter()
     for i, (t, d, m, setting, steps) in enumerate(runs):
         task = TASKS[t]
-        head = f"[{i + 1}/{len(runs)} {time.perf_counter() - t_start:6.1f}s] {t} {d} {m} {setting}"
+        label = f"{setting}-mean{args.samples}" if args.samples > 1 and setting != "classical" else setting
+        head = f"[{i + 1}/{len(runs)} {time.perf_counter() - t_start:6.1f}s] {t} {d} {m} {label}"
         if args.budget_s:
             classical = m in CLASSICAL["mri"] + CLASSICAL["ct"]
-            need = CLASSICAL_S_ESTIMATE if classical or not ms_per_eval else _eval_cost(m, steps) * ms_per_eval / 1000.0
+            need = (CLASSICAL_S_ESTIMATE if classical or not ms_per_eval
+                    else args.samples * _eval_cost(m, steps) * ms_per_eval / 1000.0)
             left = args.budget_s - (time.perf_counter() - t_start)
             if need > left:
                 print(f"{head}: skipped (needs ≈{need:.0f} s, {left:.0f} s of --budget-s left)", flush=True)
@@ -579,7 +588,7 @@ def benchmark(args: argparse.Namespace) -> Recorder:
                         prior(torch.zeros(args.n, 1, args.size, args.size, dtype=dtype, device=device),
                               1.0)
                     loaded[(key, args.n, args.size)] = True
-            r, image = run_one(prob, m, setting, steps, prior, device)
+            r, image = run_one(prob, m, setting, steps, prior, device, samples=args.samples)
             r.update(base, facts=facts)
             rec.add(r, image, prob.target)
             if device.type == "cuda" and r["kind"] == "diffusion" and r["nfe"]:
@@ -588,7 +597,7 @@ def benchmark(args: argparse.Namespace) -> Recorder:
             print(f"{head}: PSNR {np.mean(mt['psnr']):.2f} SSIM {np.mean(mt['ssim']):.3f} NFE {r['nfe']} "
                   f"{r['seconds_per_slice']:.2f} s/slice", flush=True)
         except (MedreconError, ValueError, RuntimeError, ImportError) as err:
-            rec.add({**base, "method": m, "setting": setting, "status": "error", "error": str(err)}, None, None)
+            rec.add({**base, "method": m, "setting": label, "status": "error", "error": str(err)}, None, None)
             print(f"{head}: ERROR {err}", flush=True)
     return rec
 
@@ -737,6 +746,8 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
         "with the published schedule and options; `tuned` = the method's validated ≤ 100-NFE preset "
         "(`METHODS[m].tuned`, named in the setting cell), chosen with `benchmarks/tune_fast.py` on held-out images "
         "20–24 of each set, never on the reported images 0–4 (`medrecon.samplers.TUNED_NOTE`); "
+        "`<setting>-mean<K>` = the mean of K posterior samples at that setting (`samplers.run(..., samples=K)`, "
+        "a Monte-Carlo posterior mean: K× the NFE and time); "
         "`classical` = baselines with their defaults (`medrecon.baselines`).",
         "* s/slice = batch wall time / slices (one batch of all slices per run). Peak memory: CUDA max allocated on GPU; "
         "on CPU the process peak RSS (a high-water mark, not per run). CPU timings are disturbed by other jobs "
@@ -870,6 +881,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="both = official + fast + tuned (the last for methods with METHODS[m].tuned)")
     p.add_argument("--fast-steps", type=int, default=50, help="NFE cap of the fast setting (≤ 100)")
     p.add_argument("--steps", type=int, default=None, help="one custom step count for every sampler (setting 'custom')")
+    p.add_argument("--samples", type=int, default=1,
+                   help="diffusion rows: report the mean of K posterior samples (setting '<setting>-mean<K>', K× the NFE)")
     p.add_argument("--n", type=int, default=10, help="slices per task (one batch)")
     p.add_argument("--size", type=int, default=128, help="image size N (N × N)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
@@ -896,6 +909,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.fast_steps > 100 or args.fast_steps < 1:
         print(f"--fast-steps must be in 1…100, received {args.fast_steps}", file=sys.stderr)
+        return 2
+    if args.samples < 1:
+        print(f"--samples must be ≥ 1, received {args.samples}", file=sys.stderr)
         return 2
     if args.gpu_plan and not args.budget_s:
         args.budget_s = 200.0

@@ -338,6 +338,9 @@ def reconstruct(
 ) -> tuple[np.ndarray, dict]:
     """Run ``method`` on ``problem``; return ``(image, stats)`` with ``image`` in the output space
     (MRI magnitude cropped ``[S, h, w]``, CT HU ``[S, N, N]``; float32 numpy).
+    ``options={"samples": K}`` (diffusion): the image is the mean of K posterior samples
+    (:func:`medrecon.samplers.run`) and ``stats["pixel_std"]`` their per-pixel standard deviation in the
+    image's units (float32 ``[S, h, w]``; for MRI the spread of the complex value).
 
     ``prior`` (a name, path or loaded :class:`~medrecon.priors.Prior`) is required for diffusion
     methods; ``noise_std`` overrides the problem's measurement noise level (``y``'s units).
@@ -350,6 +353,7 @@ def reconstruct(
     A, y = problem.operator, problem.y
     stats: dict[str, Any] = {"method": method}
     sigma_y = problem.noise_std if noise_std is None else float(noise_std)
+    std: Optional[torch.Tensor] = None  # per-pixel spread of the samples (options["samples"] > 1)
     if is_classical(method):
         if callback is not None and method in ("tv", "l1-wavelet"):
             options.setdefault("callback", callback)
@@ -400,20 +404,26 @@ def reconstruct(
             result = samplers.run(method, den, A, y_n, return_stats=True, **kw, **options)
         x_n, sstats = result if isinstance(result, tuple) else (result, {})
         x = _priors.denormalize(x_n, vs)
+        std = getattr(sstats, "pixel_std", None)
+        if std is not None:  # samples=K: the spread of the K samples, in the image's units
+            std = std * scale.reshape(-1, *([1] * (std.ndim - 1))).to(std.device, std.dtype)
         if dataclasses.is_dataclass(sstats):
-            sstats = dataclasses.asdict(sstats)
+            sstats = {f.name: getattr(sstats, f.name) for f in dataclasses.fields(sstats)}
         stats.update({k: v for k, v in dict(sstats).items() if isinstance(v, (int, float, str))})
         stats["prior"] = getattr(den, "name", str(prior))
     support = getattr(A, "support", None)
     if support is not None:  # multi-coil: content outside the maps' support is unmeasured (MultiCoilMRI.support)
         x = x * support.to(x.device)
+        std = None if std is None else std * support.to(std.device)
         stats["support_fraction"] = round(float(support.float().mean()), 4)
-    if problem.modality == "mri":
-        out = x[:, 0].abs()
-        if problem.crop is not None:
-            out = center_crop(out, problem.crop)
-    else:
-        out = x[:, 0]
+    out = x[:, 0].abs() if problem.modality == "mri" else x[:, 0]
+    if std is not None:
+        std = std[:, 0]
+    if problem.modality == "mri" and problem.crop is not None:
+        out = center_crop(out, problem.crop)
+        std = None if std is None else center_crop(std, problem.crop)
+    if std is not None:
+        stats["pixel_std"] = std.detach().float().cpu().numpy()
     return out.detach().float().cpu().numpy(), stats
 
 
@@ -427,13 +437,19 @@ def output_path(out: PathLike, source: Path) -> Path:
     return o / source.name
 
 
-def write_output(path: Path, image: np.ndarray, problem: Problem, attrs: dict) -> Path:
-    """Write ``image`` ``[S, h, w]`` to ``path`` (``.nii``/``.nii.gz`` → NIfTI, else leaderboard h5), atomically."""
+def write_output(path: Path, image: np.ndarray, problem: Problem, attrs: dict,
+                 std: Optional[np.ndarray] = None) -> Path:
+    """Write ``image`` ``[S, h, w]`` to ``path`` (``.nii``/``.nii.gz`` → NIfTI, else leaderboard h5), atomically.
+    ``std`` (the per-pixel spread of ``samples=K``): dataset ``reconstruction_std`` in the h5, or a
+    ``<name>_std.nii.gz`` beside a NIfTI output."""
     name = path.name.lower()
     if name.endswith(".nii") or name.endswith(".nii.gz"):
+        if std is not None:
+            stem = path.name[: -len(".nii.gz")] if name.endswith(".nii.gz") else path.name[: -len(".nii")]
+            write_nifti(path.with_name(stem + "_std.nii.gz"), std, problem.spacing)
         return write_nifti(path, image, problem.spacing)
     clean = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in attrs.items() if v is not None}
-    return write_reconstruction(path, image, clean)
+    return write_reconstruction(path, image, clean, extra=None if std is None else {"reconstruction_std": std})
 
 
 def reconstruct_file(
@@ -464,6 +480,7 @@ def reconstruct_file(
     image, stats = reconstruct(problem, method, prior=prior, steps=steps, seed=seed, noise_std=noise_std,
                                callback=callback, options=options, fast_network=fast_network)
     dest = output_path(out, problem.source)
+    std = stats.pop("pixel_std", None)
     entry: dict[str, Any] = {
         "input": str(problem.source), "output": str(dest), "method": method, "seed": int(seed),
         "steps": steps, "slices": problem.slices, **problem.info, **{k: v for k, v in stats.items() if k != "method"},
@@ -480,8 +497,8 @@ def reconstruct_file(
     entry["seconds"] = round(time.perf_counter() - t0, 3)
     attrs = {"method": method, "source": str(problem.source), "seed": int(seed), "slices": problem.slices,
              "units": "HU" if problem.modality == "ct" else "magnitude", "prior": entry.get("prior"),
-             "steps": steps}
-    write_output(dest, image, problem, attrs)
+             "steps": steps, "samples": stats.get("samples")}
+    write_output(dest, image, problem, attrs, std=std)
     return entry
 
 

@@ -347,13 +347,21 @@ def write_fastmri(
     return Path(path)
 
 
-def write_reconstruction(path: PathLike, reconstruction: np.ndarray, attrs: Optional[dict] = None) -> Path:
-    """Write a volume in the fastMRI leaderboard layout (dataset ``reconstruction``, float32 ``[S, h, w]``) atomically."""
+def write_reconstruction(path: PathLike, reconstruction: np.ndarray, attrs: Optional[dict] = None,
+                         extra: Optional[dict] = None) -> Path:
+    """Write a volume in the fastMRI leaderboard layout (dataset ``reconstruction``, float32 ``[S, h, w]``)
+    atomically; ``extra`` adds datasets of the same shape beside it (e.g. ``reconstruction_std``)."""
     rec = np.asarray(reconstruction, dtype=np.float32)
     if rec.ndim != 3:
         raise MedreconError(f"{path}: a reconstruction must be [slices, H, W], received shape {rec.shape}")
+    extra = {k: np.asarray(v, dtype=np.float32) for k, v in (extra or {}).items()}
+    for key, value in extra.items():
+        if value.shape != rec.shape:
+            raise MedreconError(f"{path}: dataset {key!r} has shape {value.shape}, the reconstruction {rec.shape}")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as hf:
         hf.create_dataset("reconstruction", data=rec)
+        for key, value in extra.items():
+            hf.create_dataset(key, data=value)
         for key, value in (attrs or {}).items():
             hf.attrs[key] = value
     return Path(path)

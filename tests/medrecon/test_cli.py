@@ -263,3 +263,35 @@ def test_preset_tuned_runs_the_validated_setting_and_refuses_methods_without_one
                    "--out", tmp_path / "d.h5", "--quiet") == 2
     err = capsys.readouterr().err
     assert "dps has no tuned preset" in err and "ddnm" in err and not (tmp_path / "d.h5").exists()
+
+
+def test_samples_k_writes_the_mean_and_its_per_pixel_spread(tmp_path, image, capsys):
+    """``--samples K``: the output is the mean of K samples (not the first sample), the h5 gains
+    ``reconstruction_std`` (≥ 0, same shape, not all zero), NIfTI gets ``<name>_std.nii.gz``; the log
+    counts K× the NFE. A classical method or K < 1 is refused before anything is written."""
+    from medrecon.io.fastmri import read_reconstruction
+
+    run_cli("simulate", "mri", "--image", image, "--out", tmp_path / "m.h5", "--quiet")
+    log = tmp_path / "log.json"
+    assert run_cli("recon", tmp_path / "m.h5", "--method", "ddnm", "--steps", "3", "--samples", "3",
+                   "--out", tmp_path / "mean.h5", "--log", log, "--quiet") == 0
+    assert run_cli("recon", tmp_path / "m.h5", "--method", "ddnm", "--steps", "3",
+                   "--out", tmp_path / "one.h5", "--quiet") == 0
+    entry = json.loads(log.read_text())["files"]["m.h5"]
+    assert entry["nfe"] == 9 and entry["samples"] == 3 and "pixel_std" not in entry
+    mean, attrs = read_reconstruction(tmp_path / "mean.h5")
+    one, _ = read_reconstruction(tmp_path / "one.h5")
+    assert attrs["samples"] == 3 and not np.allclose(mean, one)
+    with h5py.File(tmp_path / "mean.h5") as hf:
+        std = hf["reconstruction_std"][()]
+    assert std.shape == mean.shape and std.min() >= 0 and std.max() > 0
+    with h5py.File(tmp_path / "one.h5") as hf:
+        assert "reconstruction_std" not in hf
+    assert run_cli("recon", tmp_path / "m.h5", "--method", "ddnm", "--steps", "2", "--samples", "2",
+                   "--out", tmp_path / "mean.nii.gz", "--quiet") == 0
+    assert (tmp_path / "mean_std.nii.gz").exists()
+    capsys.readouterr()
+    for bad in (["--method", "tv", "--samples", "2"], ["--method", "ddnm", "--samples", "0"]):
+        assert run_cli("recon", tmp_path / "m.h5", *bad, "--out", tmp_path / "bad.h5", "--quiet") == 2
+        assert "--samples must be a positive integer for a diffusion method" in capsys.readouterr().err
+    assert not (tmp_path / "bad.h5").exists()

@@ -132,6 +132,11 @@ def test_tuned_setting_runs_the_presets_and_names_them(quality):
     rec, image = quality.run_one(problem, "ddnm", "tuned", 3, "mri", torch.device("cpu"))
     assert rec["nfe"] == 3 and rec["preset"] == METHODS["ddnm"].tuned and image.shape == (1, 32, 32)
     assert quality._setting(rec).startswith("tuned (schedule karras")
+    mean, _ = quality.run_one(problem, "ddnm", "tuned", 3, "mri", torch.device("cpu"), samples=2)
+    assert mean["setting"] == "tuned-mean2" and mean["samples"] == 2 and mean["nfe"] == 6
+    assert quality._setting(mean).startswith("tuned-mean2 (schedule karras")
+    tv, _ = quality.run_one(problem, "zero-filled", "classical", None, None, torch.device("cpu"), samples=2)
+    assert tv["setting"] == "classical" and "samples" not in tv  # baselines are deterministic: not averaged
 
 
 def test_tune_fast_scores_configs_on_images_the_benchmark_never_reports(tmp_path, monkeypatch):

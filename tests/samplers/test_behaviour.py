@@ -166,3 +166,28 @@ def test_tuned_preset_bad_input_is_named():
         samplers.run(without, prior, op, y, preset="tuned")
     with pytest.raises(MedreconError, match="preset must be"):
         samplers.run("ddnm", prior, op, y, preset="fastest")
+
+
+def test_samples_k_returns_the_mean_and_spread_of_k_runs_from_one_generator_stream():
+    """``samples=K``: K runs one after another on the same generator; their mean, their per-pixel
+    (unbiased) standard deviation in ``Stats.pixel_std``, and K times the NFE."""
+    prior, op, y = mri_problem(0.05, 2)
+    g = torch.Generator().manual_seed(7)
+    runs = [_run("dps", prior, op, y, g) for _ in range(3)]
+    mean, stats = _run("dps", prior, op, y, torch.Generator().manual_seed(7), samples=3, return_stats=True)
+    stack = torch.stack(runs)
+    torch.testing.assert_close(mean, stack.mean(0), rtol=1e-12, atol=1e-12)
+    spread = ((stack - stack.mean(0)).abs() ** 2).sum(0).div(2).sqrt()
+    torch.testing.assert_close(stats.pixel_std, spread, rtol=1e-9, atol=1e-12)
+    assert stats.samples == 3 and stats.nfe == 3 * STEPS and stats.backward_passes == 3 * STEPS
+    assert mean.dtype == runs[0].dtype and stats.pixel_std.dtype == torch.float64
+    one, single = _run("dps", prior, op, y, torch.Generator().manual_seed(7), samples=1, return_stats=True)
+    torch.testing.assert_close(one, runs[0], rtol=0, atol=0)
+    assert single.samples == 1 and single.pixel_std is None
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "4"])
+def test_samples_bad_input_is_named(bad):
+    prior, op, y = mri_problem(0.05, 1)
+    with pytest.raises(MedreconError, match="samples must be a positive integer"):
+        samplers.run("ddnm", prior, op, y, samples=bad)
