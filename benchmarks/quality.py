@@ -795,6 +795,9 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
                 f"{_fmt(mt['ssim'], 3)} | {_fmt(mt['nmse'], 4)} | {r['seconds_per_slice']:.3g} | {r['device_name']} | "
                 f"{r['peak_mem_mb']:.0f} | {r['n']} |")
         ran = {(r["method"], r["setting"]) for r in rs if r.get("status") == "ok"}
+        # a fast row at the official step count is the official setting (same schedule and options)
+        ran |= {(r["method"], "official") for r in rs if r.get("status") == "ok" and r["setting"] == "fast"
+                and r["method"] in METHODS and r.get("steps") == METHODS[r["method"]].steps}
         absent = [f"`{m}` {s}" for m in METHODS for s in ("official", "fast")
                   if (m, s) not in ran and not (s == "fast" and fast_steps(m, 100) == METHODS[m].steps)]
         if absent:

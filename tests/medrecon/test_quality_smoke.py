@@ -163,3 +163,24 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return torch.equal(a, b)
+
+
+def test_report_counts_a_fast_row_at_the_official_step_count_as_official(quality, capsys):
+    """``dds`` publishes 50 steps, so its ≤ 100-NFE fast row *is* the official setting: the table must not
+    list "`dds` official" as not run; a ``ddnm`` fast row (50 of 100 steps) leaves "`ddnm` official"
+    missing. ``--samples`` below 1 is refused."""
+    from medrecon.samplers import METHODS
+
+    def row(method, setting, steps, psnr):
+        return {"task": "mri-sc-4x", "data": "ood", "size": 32, "method": method, "setting": setting, "kind": "diffusion",
+                "status": "ok", "steps": steps, "nfe": steps, "backward_passes": 0, "seconds_per_slice": 1.0, "n": 1,
+                "device_name": "CPU", "peak_mem_mb": 1.0, "facts": {"distinct": 1},
+                "metrics": {"psnr": [psnr], "ssim": [0.5], "nmse": [0.1]}}
+
+    assert METHODS["dds"].steps == 50 and METHODS["ddnm"].steps == 100
+    meta = {"date": "today", "device_name": "CPU", "torch": "x", "n": 1, "size": 32, "command": "test"}
+    text = quality.render([row("dds", "fast", 50, 20.0), row("ddnm", "fast", 50, 21.0)], [meta])
+    absent = next(line for line in text.splitlines() if line.startswith("Not run for this table"))
+    assert "`ddnm` official" in absent and "`dds` official" not in absent
+    assert quality.main(["--samples", "0", "--no-report"]) == 2
+    assert "--samples must be ≥ 1" in capsys.readouterr().err
