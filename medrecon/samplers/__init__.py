@@ -202,9 +202,11 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
     posterior mean E[x | y], the minimum-MSE estimate. For exact posterior samples x̂ and truth x both
     drawn from p(x | y), E‖x̂ − x‖² = 2·tr Cov(x | y), twice the MMSE; the mean of K samples has
     (1 + 1/K)·tr Cov(x | y), a gain of 10·log10(2K/(K + 1)) dB: 1.2 dB at K = 2, 2.0 at K = 4, 2.5 at
-    K = 8 (less where the samples are biased, e.g. on anatomy the prior never saw). Not a published method's setting: SNIPS (Kawar et al. 2021) shows the mean
-    and per-pixel spread of its samples; here any sampler can do it. ``Stats.pixel_std`` carries the
-    per-pixel standard deviation, an uncertainty map. NFE and time are K runs'; ``callback`` infos gain
+    K = 8. The gain is smaller for samplers whose samples vary less than the posterior (DDNM: +0.36 dB
+    at K = 4 on the validation split, ``benchmarks/tune_fast.py``). Not a published method's setting:
+    SNIPS (Kawar et al. 2021) shows the mean and per-pixel spread of its samples; here any sampler can.
+    ``Stats.pixel_std`` carries the per-pixel standard deviation, an uncertainty map (calibrated only
+    for a sampler that samples the posterior). NFE and time are K runs'; ``callback`` infos gain
     ``"sample": k``.
 
     Returns the images, or ``(images, Stats)`` with ``return_stats=True``.
