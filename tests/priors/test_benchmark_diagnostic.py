@@ -1,0 +1,59 @@
+"""``benchmarks/priors.py``'s high-noise diagnostic reads right: an exact MMSE denoiser never loses to
+the mean image (and meets it as σ grows); a denoiser that ignores its input's structure is flagged."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from medrecon import priors
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("priors_bench", ROOT / "benchmarks" / "priors.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def _gaussian() -> priors.Gaussian:
+    n = 16
+    k = torch.fft.fftfreq(n, dtype=torch.float64)
+    spectrum = 0.05 / (1e-3 + k[:, None] ** 2 + k[None, :] ** 2)
+    spectrum[0, 0] = 0.0
+    ii = torch.arange(n, dtype=torch.float64)
+    mean = torch.exp(-((ii[:, None] - 7.5) ** 2 + (ii[None, :] - 7.5) ** 2) / 20)[None]
+    return priors.Gaussian(mean, spectrum=spectrum)
+
+
+def test_exact_denoiser_beats_the_mean_image_and_meets_it_at_high_noise(bench):
+    prior = _gaussian()
+    images = prior.sample(64, torch.Generator().manual_seed(0)).float()
+    rows = bench.high_sigma_table(prior, images, seed=0, batch=16)
+    assert [r[0] for r in rows] == list(bench.HIGH_SIGMAS)
+    for sigma, r_d, r_mean in rows:
+        assert r_d <= r_mean * 1.01, (sigma, r_d, r_mean)  # leave-one-out mean: ≈ 1/64 above the true mean
+    assert rows[-1][1] / rows[-1][2] > 0.97  # σ = 80: D ≈ the prior mean
+    assert rows[0][1] / rows[0][2] < 0.9  # σ = 1: the input still informs
+
+
+def test_a_denoiser_that_hallucinates_at_high_noise_is_flagged(bench, capsys):
+    prior = _gaussian()
+    images = prior.sample(32, torch.Generator().manual_seed(1)).float()
+    # returns a rescaled copy of its noisy input: structure from the noise, as an untrained level does
+    fake = lambda x, sigma: x / (1 + torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1))
+    fake.complex = False
+    rows = bench.high_sigma_table(fake, images, seed=0, batch=16)
+    assert all(r_d > r_mean for sigma, r_d, r_mean in rows if sigma >= 5)
+    bench.print_high_sigma(rows)
+    assert "(worse than the mean)" in capsys.readouterr().out
