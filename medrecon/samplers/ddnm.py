@@ -3,8 +3,15 @@
 
 Per step: a range–null-space correction of the clean estimate ``x̂₀ = D(x_t, σ_t)`` (below), then
 ``x_s = x̂₀ᶜ + γ_s (η z + √(1−η²) ε̂)`` with the unconditional ``ε̂ = (x_t − x̂₀)/σ_t`` — DDNM's VP step
-``√ᾱ_s x̂₀ + √(1−ᾱ_s)(η z + √(1−η²) ε̂)`` in VE coordinates. No time travel. Official: 100 steps,
-η = 0.85. NFE N.
+``√ᾱ_s x̂₀ + √(1−ᾱ_s)(η z + √(1−η²) ε̂)`` in VE coordinates. Official: 100 steps, η = 0.85, no
+time travel (``travel_length = travel_repeat = 1``). NFE N.
+
+Time travel (DDNM §3.3, the official ``get_schedule_jump``; :func:`.schedules.time_travel`): after
+every ``travel_length`` levels the walk goes back up that many levels, ``travel_repeat − 1`` times,
+re-noising the last denoiser output as the official code does: ``x = x̂₀ + σ z`` at the level reached
+(``√ᾱ x̂₀ + √(1 − ᾱ) z`` in VP), with ``x̂₀`` before the range-space correction. The later steps
+get more chances to reconcile the measured and the generated parts. NFE
+``N + travel_length·(travel_repeat − 1)·⌈(N − travel_length)/travel_length⌉``.
 
 Data correction, by operator:
 
@@ -35,22 +42,32 @@ from typing import Callable, Optional
 import torch
 
 from medrecon import MedreconError
-from medrecon.samplers import core
+from medrecon.samplers import core, schedules
 from physics.operator import LinearOperator
 
 
 def sample_ddnm(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tensor, sigmas: torch.Tensor, *,
                 noise_std: float = 0.0, generator: core.Generator = None,
                 callback: Optional[Callable[[dict], None]] = None, eta: float = 0.85, cg_iter: int = 50,
+                travel_length: int = 1, travel_repeat: int = 1,
                 x_init: Optional[torch.Tensor] = None) -> torch.Tensor:
     """DDNM (noiseless) / DDNM⁺ (σ_y > 0; scalar rule with an exact SVD, damped pseudo-inverse by CG
-    without one); returns ``[B, *operator.ishape]``. ``cg_iter``: CG iterations of the SVD-free solve."""
+    without one); returns ``[B, *operator.ishape]``. ``cg_iter``: CG iterations of the SVD-free solve;
+    ``travel_length``, ``travel_repeat``: time travel (module docstring; 1, 1 = none)."""
     if cg_iter < 1:
         raise MedreconError(f"cg_iter must be ≥ 1, received {cg_iter}")
+    if isinstance(travel_length, bool) or isinstance(travel_repeat, bool) or int(travel_length) != travel_length \
+            or int(travel_repeat) != travel_repeat or travel_length < 1 or travel_repeat < 1:
+        raise MedreconError(f"travel_length and travel_repeat must be integers ≥ 1, received {travel_length}, {travel_repeat}")
     s = core.levels(sigmas)
     x = core.start(operator, y, s[0], generator, x_init)
     exact = core._svd_or_none(operator, x) is not None
-    for i in range(len(s) - 1):
+    walk = schedules.time_travel(len(s) - 1, int(travel_length), int(travel_repeat))
+    x0, step = None, 0
+    for i, nxt in zip(walk[:-1], walk[1:]):
+        if nxt < i:  # time travel: back up one level, re-noising the last x̂₀ (official DDNM)
+            x = x0 + s[nxt] * core.randn(x0, generator)
+            continue
         # denoise
         x0 = core.denoise(denoiser, x, s[i])
         eps = (x - x0) / s[i]
@@ -68,5 +85,6 @@ def sample_ddnm(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tens
         x = x0c + gamma * (1 - eta**2) ** 0.5 * eps
         if gamma > 0 and eta > 0:
             x = x + gamma * eta * core.randn(x, generator)
-        core.report(callback, i, s[i], x, x0)
+        core.report(callback, step, s[i], x, x0)
+        step += 1
     return x

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-__all__ = ["karras", "ve_geometric", "vp_linear", "truncate"]
+__all__ = ["karras", "ve_geometric", "vp_linear", "truncate", "time_travel"]
 
 
 def _check(n: int, sigma_min: float, sigma_max: float) -> None:
@@ -61,3 +61,30 @@ def truncate(sigmas: torch.Tensor, t0: float) -> torch.Tensor:
     n = sigmas.numel() - 1
     start = min(int(round((1 - t0) * n)), n - 1)
     return sigmas[start:]
+
+
+def time_travel(n: int, length: int = 1, repeat: int = 1) -> list[int]:
+    """The visiting order of a schedule's levels with time travel (RePaint, Lugmayr et al. 2022, §4.2;
+    DDNM, Wang et al. 2023, §3.3): positions into ``σ_0 > … > σ_{N−1} > σ_N = 0`` (``n`` = N).
+
+    Counting time ``t = N − 1 − position`` as the papers do (t = N − 1 first, −1 for σ = 0), the walk
+    goes down one level at a time; on reaching ``t`` ∈ {0, L, 2L, …} below ``N − L`` it goes back up
+    ``L`` levels, ``repeat − 1`` times at each such ``t``. Every move is one level. A down move costs
+    a denoiser evaluation, an up move none, so the cost is ``N + L·(repeat − 1)·⌈(N − L)/L⌉``
+    evaluations. ``length = repeat = 1`` is the plain walk ``[0, 1, …, N]``.
+    """
+    if int(length) < 1 or int(repeat) < 1:
+        raise ValueError(f"time travel needs length >= 1 and repeat >= 1, received length={length}, repeat={repeat}")
+    n, length, repeat = int(n), int(length), int(repeat)
+    left = {t: repeat - 1 for t in range(0, n - length, length)}  # returns still owed at time t
+    times, t = [], n - 1
+    times.append(t)
+    while t >= 0:
+        t -= 1
+        times.append(t)
+        if left.get(t, 0) > 0:
+            left[t] -= 1
+            for _ in range(length):
+                t += 1
+                times.append(t)
+    return [n - 1 - t for t in times]

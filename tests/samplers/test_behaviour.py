@@ -129,6 +129,35 @@ def test_schedules_are_decreasing_and_end_in_zero():
         schedules.karras(0)
 
 
+def test_time_travel_walk_matches_the_published_jump_schedule():
+    """RePaint/DDNM ``get_schedule_jump(T=6, L=2, r=2)`` visits t = 5,4,3,2,3,4,3,2,1,0,1,2,1,0,−1, i.e.
+    positions N − 1 − t; every move is one level; down moves (evaluations) = N + L(r − 1)⌈(N − L)/L⌉."""
+    assert schedules.time_travel(6) == list(range(7))
+    assert schedules.time_travel(6, 2, 2) == [0, 1, 2, 3, 2, 1, 2, 3, 4, 5, 4, 3, 4, 5, 6]
+    for n, length, repeat in [(100, 5, 2), (50, 10, 3), (7, 3, 4), (3, 5, 2)]:
+        walk = schedules.time_travel(n, length, repeat)
+        assert walk[0] == 0 and walk[-1] == n and all(abs(a - b) == 1 for a, b in zip(walk, walk[1:]))
+        downs = sum(b > a for a, b in zip(walk, walk[1:]))
+        assert downs == n + length * (repeat - 1) * max(0, -(-(n - length) // length))
+    with pytest.raises(ValueError):
+        schedules.time_travel(10, 0, 2)
+
+
+def test_ddnm_time_travel_costs_its_extra_steps_and_defaults_to_none():
+    prior, op, y = mri_problem(0.05, 2)
+    plain, st = samplers.run("ddnm", prior, op, y, noise_std=0.05, steps=10, generator=torch.Generator().manual_seed(2),
+                             return_stats=True)
+    same = samplers.run("ddnm", prior, op, y, noise_std=0.05, steps=10, generator=torch.Generator().manual_seed(2),
+                        travel_length=1, travel_repeat=1)
+    torch.testing.assert_close(plain, same, rtol=0, atol=0)
+    travel, tt = samplers.run("ddnm", prior, op, y, noise_std=0.05, steps=10, generator=torch.Generator().manual_seed(2),
+                              travel_length=3, travel_repeat=2, return_stats=True)
+    assert st.nfe == 10 and tt.nfe == 10 + 3 * 1 * 3 and not torch.allclose(plain, travel)
+    for bad in ({"travel_length": 0}, {"travel_repeat": 0}, {"travel_length": 2.5}):
+        with pytest.raises(MedreconError, match="travel_length and travel_repeat must be integers"):
+            samplers.run("ddnm", prior, op, y, noise_std=0.05, steps=4, **bad)
+
+
 @pytest.mark.parametrize("name", ["dps", "pigdm", "mcg", "recguide"])
 def test_guided_methods_run_under_a_callers_no_grad(name):
     """The reconstruction pipeline calls samplers inside torch.no_grad(); guidance must still differentiate,

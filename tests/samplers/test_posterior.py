@@ -67,6 +67,17 @@ def test_ddnm_without_an_svd_uses_the_damped_pseudo_inverse_for_noisy_data():
     assert s["se"] <= 5.0, s
 
 
+@pytest.mark.parametrize("problem", ["mri", "ct"])
+def test_ddnm_with_time_travel_stays_centred_on_the_posterior(problem):
+    # DDNM's time travel (travel_length 5, repeat 2 over 50 levels, 95 NFE) re-noises x̂₀ and walks down
+    # again: it must not move the sample mean off the posterior mean beyond DDNM's own bound (6)
+    prior, op, y = mri_problem(0.0, 256) if problem == "mri" else ct_problem(0.0, 256, with_svd=True)
+    x = samplers.run("ddnm", prior, op, y, noise_std=0.0, generator=torch.Generator().manual_seed(0), steps=50,
+                     travel_length=5, travel_repeat=2)
+    s = score(x, prior, op, y, 0.0)
+    assert s["se"] <= 6.0, s
+
+
 def test_ddnm_noiseless_cg_path_equals_the_exact_svd_path():
     # σ_y = 0: λ = 0, the CG solve is DDNM's exact A⁺ (minimum-norm), so both paths give the same samples
     runs = []
