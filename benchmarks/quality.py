@@ -399,6 +399,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def setting_label(setting: str, samples: int) -> str:
+    """The record's setting: ``<setting>-mean<K>`` for the mean of K > 1 samples (not for baselines)."""
+    return f"{setting}-mean{samples}" if samples > 1 and setting != "classical" else setting
+
+
 def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any, device: torch.device,
             samples: int = 1) -> tuple[dict, np.ndarray]:
     """Reconstruct ``problem`` with ``method``; return the record and the output ``[n, H, W]``.
@@ -434,7 +439,7 @@ def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any
     if setting == "tuned":
         rec["preset"] = preset_settings(method, "tuned")
     if "samples" in options:
-        rec.update(setting=f"{setting}-mean{samples}", samples=int(samples))
+        rec.update(setting=setting_label(setting, samples), samples=int(samples))
     return rec, image
 
 
@@ -555,7 +560,7 @@ def benchmark(args: argparse.Namespace) -> Recorder:
     t_start = time.perf_counter()
     for i, (t, d, m, setting, steps) in enumerate(runs):
         task = TASKS[t]
-        label = f"{setting}-mean{args.samples}" if args.samples > 1 and setting != "classical" else setting
+        label = setting_label(setting, args.samples)
         head = f"[{i + 1}/{len(runs)} {time.perf_counter() - t_start:6.1f}s] {t} {d} {m} {label}"
         if args.budget_s:
             classical = m in CLASSICAL["mri"] + CLASSICAL["ct"]

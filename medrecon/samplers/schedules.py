@@ -77,8 +77,8 @@ def time_travel(n: int, length: int = 1, repeat: int = 1) -> list[int]:
         raise ValueError(f"time travel needs length >= 1 and repeat >= 1, received length={length}, repeat={repeat}")
     n, length, repeat = int(n), int(length), int(repeat)
     left = {t: repeat - 1 for t in range(0, n - length, length)}  # returns still owed at time t
-    times, t = [], n - 1
-    times.append(t)
+    t = n - 1
+    times = [t]
     while t >= 0:
         t -= 1
         times.append(t)
