@@ -51,12 +51,19 @@ keeps what finished) with a sidecar ``OUT.npz`` (slice 0 of every run, for the f
 ``--merge`` the table of this run is written to ``--results`` (default ``benchmarks/RESULTS.md``)
 and figures to ``benchmarks/figures/quality_<task>_<data>_<size>.png``; ``--merge A.json B.json …``
 builds them from several runs (e.g. a CPU run of the fast settings and a GPU run of the official
-ones). ``--gpu-plan`` is the preset for one ~200 s GPU session (:data:`GPU_PLAN`).
+ones). ``--rebuild`` regenerates the committed report from ``benchmarks/results_sources.json``, the
+run files in merge order and the Notes paragraphs: add a new ``--json`` file there (and what it
+showed to its notes), then rebuild. When merged files hold a table's rows computed on different
+ground-truth slices, the report keeps the table's majority data fingerprint and lists the other rows
+apart (:func:`same_ground_truth`); methods that cannot run on a task (no exact SVD, an image-size
+limit: :func:`not_applicable`) are neither scheduled nor listed as "not run". ``--gpu-plan`` is the
+preset for one ~200 s GPU session (:data:`GPU_PLAN`).
 
     python benchmarks/quality.py --tasks mri-sc-4x,ct-par-23 --methods ddnm,dds,classical \\
         --setting fast --n 10 --device cpu --json benchmarks/logs/quality-cpu.json
     python benchmarks/quality.py --gpu-plan --device cuda --json gpu.json
     python benchmarks/quality.py --merge benchmarks/logs/quality-cpu.json gpu.json
+    python benchmarks/quality.py --rebuild          # benchmarks/RESULTS.md from results_sources.json
 """
 from __future__ import annotations
 
@@ -65,6 +72,7 @@ import datetime
 import functools
 import hashlib
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -501,6 +509,10 @@ def plan_runs(args: argparse.Namespace) -> list[tuple[str, str, str, str, Option
                     if m in CLASSICAL[mod]:
                         runs.append((t, d, m, "classical", None))
                     continue
+                why = not_applicable(m, t, args.size)
+                if why is not None:
+                    print(f"{t} {d} {m}: not applicable ({why})", flush=True)
+                    continue
                 fast = fast_steps(m, args.fast_steps)
                 if args.steps is not None:
                     runs.append((t, d, m, "custom", args.steps))
@@ -520,6 +532,45 @@ def _split(value: str, choices: Iterable[str], what: str) -> list[str]:
     if bad:
         raise MedreconError(f"unknown {what} {bad}; expected 'all' or a comma list of {', '.join(choices)}")
     return items
+
+
+def not_applicable(method: str, task: str, size: int) -> Optional[str]:
+    """Why sampler ``method`` cannot run on ``task`` at ``size`` × ``size`` by its own requirements (not compute),
+    or ``None``: an exact SVD (``Method.needs == "svd"``) exists for single-coil Cartesian MRI only, and a
+    sampler's ``max_size`` keyword default (``feng2023``) bounds the image side."""
+    from medrecon.samplers import METHODS
+
+    m = METHODS.get(method)
+    if m is None:
+        return None
+    t = TASKS[task]
+    if m.needs == "svd" and not (t.modality == "mri" and t.coils == 1):
+        return "needs an exact SVD; multi-coil SENSE and CT have none"
+    limit = inspect.signature(m.fn).parameters.get("max_size")
+    if limit is not None and isinstance(limit.default, int) and size > limit.default:
+        return f"limited to ≤ {limit.default}² pixels"
+    return None
+
+
+def same_ground_truth(runs: list[dict]) -> list[dict]:
+    """Mark rows that were computed on other ground-truth slices than the rest of their table as
+    ``status: "excluded"`` (copies; the table lists them apart and no target uses them). Per (task, data,
+    size) the reference is the data fingerprint (``facts.data_sha256``) of most ok rows, ties going to the
+    one seen last (merge order: the newest file). Rows without a fingerprint are kept."""
+    out = []
+    by_group: dict[tuple, list[str]] = {}
+    for r in runs:
+        sha = r.get("facts", {}).get("data_sha256")
+        if r.get("status") == "ok" and sha:
+            by_group.setdefault((r["task"], r["data"], r.get("size")), []).append(sha)
+    reference = {g: max(reversed(shas), key=shas.count) for g, shas in by_group.items()}
+    for r in runs:
+        sha = r.get("facts", {}).get("data_sha256")
+        ref = reference.get((r["task"], r["data"], r.get("size")))
+        if r.get("status") == "ok" and sha and ref and sha != ref:
+            r = {**r, "status": "excluded", "error": f"other ground-truth slices (data {sha[:12]}, table {ref[:12]})"}
+        out.append(r)
+    return out
 
 
 def _eval_cost(method: str, steps: Optional[int]) -> float:
@@ -622,6 +673,24 @@ def groups(runs: list[dict]) -> list[tuple[str, str, int]]:
 def _fmt(vals: list[float], digits: int) -> str:
     a = np.asarray(vals, dtype=float)
     return f"{a.mean():.{digits}f} ± {a.std():.{digits}f}"
+
+
+SOURCES = ROOT / "benchmarks" / "results_sources.json"
+
+
+def read_sources(path: Path) -> tuple[list[Path], list[str]]:
+    """The run files (paths relative to the repository root, in merge order) and the Notes paragraphs of
+    a RESULTS.md recipe (``benchmarks/results_sources.json``); a missing file or key is a clear error."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        files, notes = doc["files"], doc["notes"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise MedreconError(f"{path}: not a results recipe with 'files' and 'notes' ({type(err).__name__}: {err})") from err
+    paths = [ROOT / f for f in files]
+    lost = [str(f) for f, q in zip(files, paths) if not q.is_file()]
+    if lost:
+        raise MedreconError(f"{path} names run files that do not exist: {', '.join(lost)}")
+    return paths, [str(n) for n in notes]
 
 
 def merge(paths: list[Path]) -> tuple[list[dict], dict, list[dict]]:
@@ -781,9 +850,11 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
         else:
             extra = f"I₀ {facts.get('dose', CT_DOSE):.0e}, pixel {facts.get('pixel_mm', 0):.3g} mm, sinogram noise ≈ {facts.get('noise_std', '?')} HU·px"
         shas = {r.get("facts", {}).get("data_sha256") for r in rs if r.get("status") == "ok"} - {None}
-        if len(shas) > 1:
+        if len(shas) > 1:  # render() of runs that did not pass through same_ground_truth
             extra += (f". **Warning: the merged runs saw different ground-truth slices ({len(shas)} data "
                       "fingerprints); compare rows of one run only**")
+        excluded = [r for r in rs if r.get("status") == "excluded"]
+        rs = [r for r in rs if r.get("status") != "excluded"]
         lines += [f"## {task.label} — {d}, {size}²", "", f"{facts.get('source', '')} ({facts.get('distinct', '?')} distinct images); {extra}.", "",
                   "| method | setting | steps | NFE | PSNR (dB) | SSIM | NMSE | s/slice | device | peak mem (MiB) | n |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -803,10 +874,18 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
         # a fast row at the official step count is the official setting (same schedule and options)
         ran |= {(r["method"], "official") for r in rs if r.get("status") == "ok" and r["setting"] == "fast"
                 and r["method"] in METHODS and r.get("steps") == METHODS[r["method"]].steps}
+        why_not = {m: not_applicable(m, task_name, size) for m in METHODS}
         absent = [f"`{m}` {s}" for m in METHODS for s in ("official", "fast")
-                  if (m, s) not in ran and not (s == "fast" and fast_steps(m, 100) == METHODS[m].steps)]
+                  if (m, s) not in ran and why_not[m] is None
+                  and not (s == "fast" and fast_steps(m, 100) == METHODS[m].steps)]
         if absent:
             lines += ["", "Not run for this table (compute): " + ", ".join(absent) + "."]
+        cannot = [f"`{m}` ({why})" for m, why in why_not.items() if why is not None]
+        if cannot:
+            lines += ["", "Not applicable to this table: " + "; ".join(cannot) + "."]
+        if excluded:
+            lines += ["", "Left out of this table (computed on other ground-truth slices than its other rows, an older "
+                      "data recipe): " + ", ".join(f"`{r['method']}` {r['setting']} ({_psnr(r):.2f} dB)" for r in excluded) + "."]
         fig = ROOT / "benchmarks" / "figures" / figure_name(task_name, d, size)
         if fig.is_file():
             lines += ["", f"![{task_name} {d} {size}²](figures/{fig.name})"]
@@ -897,6 +976,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anatomy", default=str(ROOT / ".devdata" / "mni152.npz"), help="MNI anatomy npz (else nilearn)")
     p.add_argument("--json", default=None, help="write raw per-run results here (and slice-0 images to the .npz beside it)")
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON", help="build the report from these JSON files only")
+    p.add_argument("--rebuild", action="store_true",
+                   help=f"rebuild the report from {SOURCES.relative_to(ROOT)} (its run files in merge order and its "
+                        "notes; --note lines are added after them)")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"), help="the Markdown report to write")
     p.add_argument("--figures", default=str(ROOT / "benchmarks" / "figures"), help="folder of the quality_*.png figures")
     p.add_argument("--no-report", action="store_true", help="only write --json (no RESULTS.md / figures)")
@@ -924,13 +1006,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.gpu_plan and not args.budget_s:
         args.budget_s = 200.0
     try:
-        if args.merge:
+        if args.rebuild and (args.merge or args.gpu_plan):
+            raise MedreconError("--rebuild reads its files from " + str(SOURCES.relative_to(ROOT))
+                                + "; it cannot be combined with --merge or --gpu-plan")
+        if args.rebuild:
+            files, notes = read_sources(SOURCES)
+            args.note = notes + args.note
+            runs, images, metas = merge(files)
+        elif args.merge:
             runs, images, metas = merge([Path(p) for p in args.merge])
         else:
             rec = benchmark(args)
             runs, images, metas = rec.runs, rec.images, [rec.meta]
         if not args.no_report:
-            write_report(runs, images, metas, Path(args.results), Path(args.figures), args.note)
+            write_report(same_ground_truth(runs), images, metas, Path(args.results), Path(args.figures), args.note)
             print(f"wrote {args.results}", flush=True)
     except MedreconError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -184,3 +184,80 @@ def test_report_counts_a_fast_row_at_the_official_step_count_as_official(quality
     assert "`ddnm` official" in absent and "`dds` official" not in absent
     assert quality.main(["--samples", "0", "--no-report"]) == 2
     assert "--samples must be ≥ 1" in capsys.readouterr().err
+
+
+def test_report_separates_methods_that_cannot_run_from_runs_not_made(quality):
+    """A sampler that needs an exact SVD (``ddrm``, ``snips``) cannot run on multi-coil MRI or CT, and
+    ``feng2023`` is bounded by its ``max_size`` default: the table says so instead of "not run (compute)",
+    and the planner does not schedule them."""
+    assert quality.not_applicable("ddrm", "mri-sc-4x", 128) is None
+    assert "exact SVD" in quality.not_applicable("ddrm", "mri-mc-8x", 128)
+    assert "exact SVD" in quality.not_applicable("snips", "ct-par-23", 128)
+    assert quality.not_applicable("ddnm", "ct-par-23", 256) is None
+    assert quality.not_applicable("feng2023", "mri-sc-4x", 64) is None
+    assert "64²" in quality.not_applicable("feng2023", "mri-sc-4x", 128)
+    assert quality.not_applicable("tv", "ct-par-23", 128) is None  # classical: not a sampler
+
+    args = quality.build_parser().parse_args(["--tasks", "ct-par-23,mri-sc-4x", "--data", "ood", "--methods",
+                                              "ddrm,ddnm", "--setting", "official", "--size", "128"])
+    assert [(t, m) for t, _, m, _, _ in quality.plan_runs(args)] == [("ct-par-23", "ddnm"), ("mri-sc-4x", "ddrm"),
+                                                                    ("mri-sc-4x", "ddnm")]
+    meta = {"date": "today", "device_name": "CPU", "torch": "x", "n": 1, "size": 128, "command": "test"}
+    run = {"task": "ct-par-23", "data": "ood", "size": 128, "method": "ddnm", "setting": "official",
+           "kind": "diffusion", "status": "ok", "steps": 100, "nfe": 100, "backward_passes": 0,
+           "seconds_per_slice": 1.0, "n": 1, "device_name": "CPU", "peak_mem_mb": 1.0, "facts": {"distinct": 1},
+           "metrics": {"psnr": [30.0], "ssim": [0.5], "nmse": [0.1]}}
+    lines = quality.render([run], [meta]).splitlines()
+    absent = next(line for line in lines if line.startswith("Not run for this table"))
+    cannot = next(line for line in lines if line.startswith("Not applicable to this table"))
+    assert "`ddrm`" not in absent and "`snips`" not in absent and "`feng2023`" not in absent
+    assert "`ddrm` (needs an exact SVD" in cannot and "`feng2023` (limited to ≤ 64² pixels)" in cannot
+    assert "`dps` official" in absent and "`ddnm` official" not in absent
+
+
+def test_rows_on_other_ground_truth_are_left_out_of_the_table_and_the_targets(quality):
+    """Merged files can hold a table's rows computed on different slices (an older data recipe). The
+    report compares only rows on the table's majority data fingerprint; the others are listed apart and
+    cannot set a target's best method."""
+    def row(method, kind, psnr, sha, data="heldout"):
+        return {"task": "mri-sc-4x", "data": data, "size": 32, "method": method,
+                "setting": "official" if kind == "diffusion" else "classical", "kind": kind, "status": "ok",
+                "steps": 100, "nfe": 100, "backward_passes": 0, "seconds_per_slice": 1.0, "n": 1,
+                "device_name": "CPU", "peak_mem_mb": 1.0, "facts": {"distinct": 1, "data_sha256": sha},
+                "metrics": {"psnr": [psnr], "ssim": [0.5], "nmse": [0.1]}}
+
+    runs = [row("dds", "diffusion", 40.0, "old"), row("tv", "classical", 25.0, "new"),
+            row("ddnm", "diffusion", 28.0, "new"), row("zero-filled", "classical", 20.0, "new"),
+            row("dds", "diffusion", 40.0, "other", data="ood")]  # alone in its table: kept
+    kept = quality.same_ground_truth(runs)
+    assert [r["status"] for r in kept] == ["excluded", "ok", "ok", "ok", "ok"]
+    assert runs[0]["status"] == "ok"  # the input is not modified
+    meta = {"date": "today", "device_name": "CPU", "torch": "x", "n": 1, "size": 32, "command": "test"}
+    text = quality.render(kept, [meta])
+    assert "Warning" not in text
+    assert "Left out of this table" in text and "`dds` official (40.00 dB)" in text
+    target = next(line for line in text.splitlines() if line.startswith("| diffusion ≥ classical + 2 dB | mri-sc-4x 32² | heldout"))
+    assert "`ddnm` (official, 100 NFE) 28.00 dB" in target and "+3.00 dB" in target
+    # a tie goes to the fingerprint seen last (the newest merged file)
+    tie = quality.same_ground_truth([row("tv", "classical", 25.0, "a"), row("ddnm", "diffusion", 28.0, "b")])
+    assert [r["status"] for r in tie] == ["excluded", "ok"]
+
+
+def test_committed_results_are_what_rebuild_makes_of_the_recipe(quality, tmp_path, capsys):
+    """``benchmarks/RESULTS.md`` is generated: rebuilding it from ``benchmarks/results_sources.json`` (run
+    files in merge order + notes) gives the committed text, so no row or note lives only in the
+    Markdown. A recipe that names a missing file, or lacks a key, is refused with its path."""
+    files, notes = quality.read_sources(quality.SOURCES)
+    runs, _, metas = quality.merge(files)
+    text = quality.render(quality.same_ground_truth(runs), metas, notes)
+    assert text == (ROOT / "benchmarks" / "RESULTS.md").read_text()
+
+    bad = tmp_path / "recipe.json"
+    bad.write_text(json.dumps({"files": ["benchmarks/logs/no-such-run.json"], "notes": []}))
+    with pytest.raises(quality.MedreconError, match="no-such-run.json"):
+        quality.read_sources(bad)
+    bad.write_text(json.dumps({"files": []}))
+    with pytest.raises(quality.MedreconError, match="recipe.json: not a results recipe"):
+        quality.read_sources(bad)
+    assert quality.main(["--rebuild", "--merge", "a.json"]) == 2
+    assert "cannot be combined" in capsys.readouterr().err
