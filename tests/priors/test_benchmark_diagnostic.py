@@ -1,4 +1,4 @@
-"""``benchmarks/priors.py``'s high-noise diagnostic reads right: an exact MMSE denoiser never loses to
+"""``benchmarks/priors.py``'s diagnostics read right: an exact MMSE denoiser never loses to
 the mean image (and meets it as σ grows); a denoiser that ignores its input's structure is flagged."""
 from __future__ import annotations
 
@@ -57,3 +57,31 @@ def test_a_denoiser_that_hallucinates_at_high_noise_is_flagged(bench, capsys):
     assert all(r_d > r_mean for sigma, r_d, r_mean in rows if sigma >= 5)
     bench.print_high_sigma(rows)
     assert "(worse than the mean)" in capsys.readouterr().out
+
+
+def test_transfer_table_puts_the_exact_denoiser_ahead_of_the_best_tv(bench, capsys):
+    """On images drawn from a Gaussian prior, that prior's exact denoiser (the MMSE) beats total variation
+    at its best weight; a "denoiser" returning its input scores the noisy PSNR; the TV column is the best
+    of the weight grid."""
+    from medrecon.baselines import tv_prox
+
+    prior = _gaussian()
+    images = prior.sample(24, torch.Generator().manual_seed(2)).float()
+    rows = bench.transfer_table(prior, images, seed=0, batch=8, is_complex=False, sigmas=(0.5, 1.0))  # std 0.9 images
+    assert [r[0] for r in rows] == [0.5, 1.0]
+    for sigma, p_in, p_d, p_tv, w in rows:
+        assert p_d > p_tv > p_in, (sigma, p_in, p_d, p_tv)
+        assert w in bench.TV_WEIGHTS
+
+    identity = lambda x, sigma: x
+    rows_id = bench.transfer_table(identity, images, seed=0, batch=8, is_complex=False, sigmas=(0.1,))
+    sigma, p_in, p_d, p_tv, w = rows_id[0]
+    assert abs(p_d - p_in) < 1e-9
+    # the reported TV PSNR is the maximum over the grid: recompute every weight on the same noise
+    x01 = images / bench.unit_scale(images, False).reshape(-1, 1, 1, 1)
+    y01 = x01 + 0.1 * bench.randn_like(x01, torch.Generator().manual_seed(200))
+    scores = [bench.unit_psnr(tv_prox(y01, torch.full((len(y01), 1, 1, 1), v * 0.1), iterations=bench.TV_ITERATIONS)[0], x01)
+              for v in bench.TV_WEIGHTS]
+    assert abs(max(scores) - p_tv) < 1e-6 and bench.TV_WEIGHTS[scores.index(max(scores))] == w
+    bench.print_transfer("gaussian", {"heldout": rows})
+    assert "D - TV" in capsys.readouterr().out
