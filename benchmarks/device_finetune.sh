@@ -5,7 +5,7 @@
 #
 # Starts from checkpoints/{mri,ct} (--init-from), trains both concurrently on the one GPU with half
 # of every batch made of random 128² crops of 256² generated images, exports the EMA weights, prints
-# the priors' quality table, then runs the GPU plan of benchmarks/quality.py (official settings).
+# the priors' quality and transfer tables, then runs the GPU plan of benchmarks/quality.py (official settings).
 #
 # Noise levels: ln σ ~ N(P_MEAN, P_STD²). EDM's (−1.2, 1.2) draws σ ≥ 5 for 0.96 % of images and σ ≥ 20
 # for 0.02 %: the shipped priors (≈ 190k images) saw about 1,800 and 40 such draws, and their
@@ -33,6 +33,10 @@ wait
 for r in mri ct; do cp /tmp/runs/$r/log.csv "$OUT/logs/finetune-$r.csv" 2>/dev/null; done
 MEDRECON_CHECKPOINTS="$OUT" timeout 35 python3 benchmarks/priors.py --device cuda --anatomy .devdata/mni152.npz \
     --size 256 --steps 64 --n 32 --figure "$OUT/logs/prior_samples.png" > "$OUT/logs/priors-bench.log" 2>&1
+# does the fine-tune transfer? the prior against TV on the benchmark's held-out and real slices (CPU baseline:
+# benchmarks/logs/priors-cpu-transfer.txt, lead over TV 4.3-4.5 / 1.35-1.43 dB MRI, 5.9-7.1 / 0.26-0.49 dB CT)
+MEDRECON_CHECKPOINTS="$OUT" timeout 40 python3 benchmarks/priors.py --transfer --device cuda --n 10 --size 128 \
+    --anatomy .devdata/mni152.npz > "$OUT/logs/priors-transfer.log" 2>&1
 tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs && rm -rf "$OUT/logs"   # before the last step: a timeout keeps them
 if [ -f benchmarks/quality.py ]; then
     MEDRECON_CHECKPOINTS="$OUT" timeout "$QUALITY_SECONDS" python3 benchmarks/quality.py --gpu-plan --device cuda \
