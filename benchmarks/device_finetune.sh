@@ -19,6 +19,8 @@ QUALITY_SECONDS=${3:-100}
 P_MEAN=${P_MEAN:--0.4}
 P_STD=${P_STD:-1.6}
 mkdir -p "$OUT/logs"
+# the benchmark's held-out slices, carried like device_check.sh does (else they are regenerated on the CPU)
+if [ -d .devcarry/heldout ]; then mkdir -p .devdata/heldout && cp --update=none .devcarry/heldout/*.npz .devdata/heldout/; fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name --format=csv,noheader | tee "$OUT/logs/gpu.txt"
 COMMON=(--anatomy .devdata/mni152.npz --patch 128 --batch 64 --crop-from 256 --crop-fraction 0.5

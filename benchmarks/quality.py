@@ -555,15 +555,18 @@ def not_applicable(method: str, task: str, size: int) -> Optional[str]:
 def same_ground_truth(runs: list[dict]) -> list[dict]:
     """Mark rows that were computed on other ground-truth slices than the rest of their table as
     ``status: "excluded"`` (copies; the table lists them apart and no target uses them). Per (task, data,
-    size) the reference is the data fingerprint (``facts.data_sha256``) of most ok rows, ties going to the
-    one seen last (merge order: the newest file). Rows without a fingerprint are kept."""
+    size) the reference is the data fingerprint (``facts.data_sha256``) of most ok rows; a tie goes to the
+    fingerprint of the newest row (the highest ``file_index`` from :func:`merge`, else the last in
+    ``runs``). Rows without a fingerprint are kept."""
     out = []
-    by_group: dict[tuple, list[str]] = {}
-    for r in runs:
+    seen: dict[tuple, dict[str, tuple[int, tuple[int, int]]]] = {}  # group → fingerprint → (rows, newest row)
+    for position, r in enumerate(runs):
         sha = r.get("facts", {}).get("data_sha256")
         if r.get("status") == "ok" and sha:
-            by_group.setdefault((r["task"], r["data"], r.get("size")), []).append(sha)
-    reference = {g: max(reversed(shas), key=shas.count) for g, shas in by_group.items()}
+            group = seen.setdefault((r["task"], r["data"], r.get("size")), {})
+            count, newest = group.get(sha, (0, (-2, -1)))
+            group[sha] = (count + 1, max(newest, (r.get("file_index", -1), position)))
+    reference = {g: max(group, key=group.get) for g, group in seen.items()}
     for r in runs:
         sha = r.get("facts", {}).get("data_sha256")
         ref = reference.get((r["task"], r["data"], r.get("size")))
@@ -696,17 +699,23 @@ def read_sources(path: Path) -> tuple[list[Path], list[str]]:
 def merge(paths: list[Path]) -> tuple[list[dict], dict, list[dict]]:
     """Runs of several JSONs (a later file's run replaces an earlier run of the same task, data, size,
     method and setting, unless it failed and the earlier one did not), the slice-0 images keyed
-    ``task|data|size|method|setting`` (older sidecars without the size get their run's), and the metas."""
+    ``task|data|size|method|setting`` (older sidecars without the size get their run's; each file's
+    ground truth also as ``task|data|size|target|<data fingerprint>``), and the metas. Every run gains
+    ``file_index``, its file's position in ``paths`` (:func:`same_ground_truth` breaks ties on it)."""
     runs: dict[tuple, dict] = {}
     images: dict[str, np.ndarray] = {}
     metas = []
-    for p in paths:
+    for index, p in enumerate(paths):
         doc = json.loads(Path(p).read_text())
         metas.append(doc["meta"])
+        shas: dict[str, str] = {}  # group key → this file's data fingerprint there
         for r in doc["runs"]:
             key = (r["task"], r["data"], r.get("size"), r["method"], r["setting"])
             if r.get("status") == "ok" or runs.get(key, {}).get("status") != "ok":  # a failure never hides a result
-                runs[key] = r
+                runs[key] = {**r, "file_index": index}
+            sha = r.get("facts", {}).get("data_sha256")
+            if sha:
+                shas[group_key(r["task"], r["data"], r.get("size") or doc["meta"]["size"])] = sha
         side = Path(p).with_suffix(".npz")
         if side.is_file():
             with np.load(side) as z:
@@ -714,7 +723,11 @@ def merge(paths: list[Path]) -> tuple[list[dict], dict, list[dict]]:
                     parts = k.split("|")
                     if len(parts) in (3, 4) and not parts[2].isdigit():
                         parts.insert(2, str(doc["meta"]["size"]))
-                    images["|".join(parts)] = z[k].astype(np.float32)  # some sidecars are stored as float16
+                    image = z[k].astype(np.float32)  # some sidecars are stored as float16
+                    images["|".join(parts)] = image
+                    g = "|".join(parts[:3])
+                    if parts[3:] == ["target"] and g in shas:
+                        images[f"{g}|target|{shas[g]}"] = image
     return list(runs.values()), images, metas
 
 
@@ -884,8 +897,10 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
         if cannot:
             lines += ["", "Not applicable to this table: " + "; ".join(cannot) + "."]
         if excluded:
-            lines += ["", "Left out of this table (computed on other ground-truth slices than its other rows, an older "
-                      "data recipe): " + ", ".join(f"`{r['method']}` {r['setting']} ({_psnr(r):.2f} dB)" for r in excluded) + "."]
+            lines += ["", "Left out of this table (computed on other ground-truth slices than most of its rows): "
+                      + ", ".join(f"`{r['method']}` {r['setting']} ({_psnr(r):.2f} dB, {metas[r['file_index']]['date'][:16]})"
+                                  if "file_index" in r and r["file_index"] < len(metas) else
+                                  f"`{r['method']}` {r['setting']} ({_psnr(r):.2f} dB)" for r in excluded) + "."]
         fig = ROOT / "benchmarks" / "figures" / figure_name(task_name, d, size)
         if fig.is_file():
             lines += ["", f"![{task_name} {d} {size}²](figures/{fig.name})"]
@@ -916,7 +931,8 @@ def figures(runs: list[dict], images: dict, out_dir: Path) -> list[Path]:
               and f"{g}|{r['method']}|{r['setting']}" in images]
         order = {m: i for i, m in enumerate(list(CLASSICAL[task.modality]) + list(METHODS))}
         rs.sort(key=lambda r: (order.get(r["method"], 99), r["setting"] != "official"))
-        target = images[tkey]
+        sha = next((r.get("facts", {}).get("data_sha256") for r in rs if r.get("facts", {}).get("data_sha256")), None)
+        target = images.get(f"{tkey}|{sha}", images[tkey])  # the ground truth these rows were computed on
         lo, hi = (float(target.min()), float(target.max()))
         if task.modality == "ct":
             lo, hi = -200.0, 200.0  # brain/soft-tissue window, HU

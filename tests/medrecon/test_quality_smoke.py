@@ -241,6 +241,9 @@ def test_rows_on_other_ground_truth_are_left_out_of_the_table_and_the_targets(qu
     # a tie goes to the fingerprint seen last (the newest merged file)
     tie = quality.same_ground_truth([row("tv", "classical", 25.0, "a"), row("ddnm", "diffusion", 28.0, "b")])
     assert [r["status"] for r in tie] == ["excluded", "ok"]
+    # merged runs: the newest file wins a tie, wherever its row sits in the list
+    newer, older = {**row("tv", "classical", 25.0, "a"), "file_index": 3}, {**row("ddnm", "diffusion", 28.0, "b"), "file_index": 1}
+    assert [r["status"] for r in quality.same_ground_truth([newer, older])] == ["ok", "excluded"]
 
 
 def test_committed_results_are_what_rebuild_makes_of_the_recipe(quality, tmp_path, capsys):

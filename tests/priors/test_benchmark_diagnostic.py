@@ -85,3 +85,25 @@ def test_transfer_table_puts_the_exact_denoiser_ahead_of_the_best_tv(bench, caps
     assert abs(max(scores) - p_tv) < 1e-6 and bench.TV_WEIGHTS[scores.index(max(scores))] == w
     bench.print_transfer("gaussian", {"heldout": rows})
     assert "D - TV" in capsys.readouterr().out
+
+
+def test_transfer_table_calls_the_prior_in_its_own_value_scale(bench):
+    """Complex images at an arbitrary scale (×3): the table normalises to [0, 1] magnitude, so the prior
+    must receive ``y01·s`` at level ``σ·s`` and its output be divided by ``s``. A fake prior that returns
+    the clean image only when called at exactly ``σ·s`` (else its input) scores far above the noisy PSNR."""
+    gen = torch.Generator().manual_seed(3)
+    clean = 3.0 * torch.complex(torch.rand(4, 1, 16, 16, generator=gen), torch.rand(4, 1, 16, 16, generator=gen))
+    s = clean.abs().flatten(1).amax(1)
+    calls = []
+
+    def oracle(x, sigma):
+        sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)
+        calls.append(sigma)
+        expected = bench.TRANSFER_SIGMAS[len(calls) - 1] * s[: len(x)]
+        return clean[: len(x)] if torch.allclose(sigma, expected) else x
+
+    rows = bench.transfer_table(oracle, clean, seed=0, batch=8, is_complex=True)
+    assert len(calls) == len(bench.TRANSFER_SIGMAS)
+    for sigma, p_in, p_d, p_tv, w in rows:
+        assert p_d > p_in + 60, (sigma, p_in, p_d)  # exact clean image back on the [0, 1] scale
+        assert p_tv < p_d
