@@ -36,7 +36,7 @@ for r in mri ct; do cp /tmp/runs/$r/log.csv "$OUT/logs/finetune-$r.csv" 2>/dev/n
 MEDRECON_CHECKPOINTS="$OUT" timeout 35 python3 benchmarks/priors.py --device cuda --anatomy .devdata/mni152.npz \
     --size 256 --steps 64 --n 32 --figure "$OUT/logs/prior_samples.png" > "$OUT/logs/priors-bench.log" 2>&1
 # does the fine-tune transfer? the prior against TV on the benchmark's held-out and real slices (CPU baseline:
-# benchmarks/logs/priors-cpu-transfer.txt, lead over TV 4.3-4.5 / 1.35-1.43 dB MRI, 5.9-7.1 / 0.26-0.49 dB CT)
+# benchmarks/logs/priors-cpu-transfer.txt, lead over TV held-out / real: 4.1-4.4 / 1.3-1.4 dB MRI, 5.8-6.8 / 0.25-0.43 dB CT)
 MEDRECON_CHECKPOINTS="$OUT" timeout 40 python3 benchmarks/priors.py --transfer --device cuda --n 10 --size 128 \
     --anatomy .devdata/mni152.npz > "$OUT/logs/priors-transfer.log" 2>&1
 tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs && rm -rf "$OUT/logs"   # before the last step: a timeout keeps them
