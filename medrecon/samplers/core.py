@@ -202,7 +202,7 @@ def _svd_or_none(operator: LinearOperator, like: torch.Tensor) -> Optional[SVD]:
 # -- data consistency --------------------------------------------------------------------------
 def operator_scale(operator: LinearOperator, like: torch.Tensor) -> float:
     """``max(‖A‖, 1e-12)`` by power iteration on ``like``'s device, once per sampler run: the samplers
-    whose step sizes were published for ‖A‖ ≤ 1 (DPS, MCG) or depend on it (Langevin's stability
+    whose step sizes were published for ‖A‖ ≤ 1 (DPS, MCG, reconstruction guidance) or depend on it (Langevin's stability
     bound) scale by it, so they do not depend on the operator's units."""
     return max(operator.norm(device=like.device), 1e-12)
 

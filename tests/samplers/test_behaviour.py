@@ -220,3 +220,15 @@ def test_samples_bad_input_is_named(bad):
     prior, op, y = mri_problem(0.05, 1)
     with pytest.raises(MedreconError, match="samples must be a positive integer"):
         samplers.run("ddnm", prior, op, y, samples=bad)
+
+
+@pytest.mark.parametrize("name", ["dps", "mcg", "recguide"])
+def test_guidance_steps_do_not_depend_on_the_operators_units(name):
+    """DPS, MCG and reconstruction guidance published step sizes for operators of norm ≤ 1 and run on
+    ``A/‖A‖``: the same problem written with ``50·A`` (``y`` and ``σ_y`` in the same units, as a Radon
+    transform of ‖A‖ ≈ 53 is) gives the same samples; unscaled, reconstruction guidance gave NaN on CT."""
+    prior, op, y = ct_problem(0.05, batch=2)
+    a = _run(name, prior, op, y, torch.Generator().manual_seed(5), noise_std=0.05)
+    b = _run(name, prior, 50.0 * op, 50.0 * y, torch.Generator().manual_seed(5), noise_std=2.5)
+    assert torch.isfinite(b).all()
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
