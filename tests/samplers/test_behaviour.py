@@ -222,11 +222,12 @@ def test_samples_bad_input_is_named(bad):
         samplers.run("ddnm", prior, op, y, samples=bad)
 
 
-@pytest.mark.parametrize("name", ["dps", "mcg", "recguide"])
+@pytest.mark.parametrize("name", ["dps", "mcg", "recguide", "langevin"])
 def test_guidance_steps_do_not_depend_on_the_operators_units(name):
-    """DPS, MCG and reconstruction guidance published step sizes for operators of norm ≤ 1 and run on
-    ``A/‖A‖``: the same problem written with ``50·A`` (``y`` and ``σ_y`` in the same units, as a Radon
-    transform of ‖A‖ ≈ 53 is) gives the same samples; unscaled, reconstruction guidance gave NaN on CT."""
+    """DPS, MCG, reconstruction guidance and annealed Langevin published step sizes for operators of norm
+    ≤ 1 and run on ``A/‖A‖``: the same problem written with ``50·A`` (``y`` and ``σ_y`` in the same units,
+    as a Radon transform of ‖A‖ ≈ 53 is) gives the same samples; unscaled, reconstruction guidance gave
+    NaN on CT and Langevin kept its start noise."""
     prior, op, y = ct_problem(0.05, batch=2)
     a = _run(name, prior, op, y, torch.Generator().manual_seed(5), noise_std=0.05)
     b = _run(name, prior, 50.0 * op, 50.0 * y, torch.Generator().manual_seed(5), noise_std=2.5)
