@@ -222,10 +222,10 @@ def test_samples_bad_input_is_named(bad):
         samplers.run("ddnm", prior, op, y, samples=bad)
 
 
-@pytest.mark.parametrize("name", ["dps", "mcg", "recguide", "langevin"])
+@pytest.mark.parametrize("name", ["dps", "mcg", "recguide", "langevin", "reddiff"])
 def test_guidance_steps_do_not_depend_on_the_operators_units(name):
-    """DPS, MCG, reconstruction guidance and annealed Langevin published step sizes for operators of norm
-    ≤ 1 and run on ``A/‖A‖``: the same problem written with ``50·A`` (``y`` and ``σ_y`` in the same units,
+    """DPS, MCG, reconstruction guidance, annealed Langevin and RED-diff published step sizes or weights for
+    operators of norm ≤ 1 and run on ``A/‖A‖``: the same problem written with ``50·A`` (``y`` and ``σ_y`` in the same units,
     as a Radon transform of ‖A‖ ≈ 53 is) gives the same samples; unscaled, reconstruction guidance gave
     NaN on CT and Langevin kept its start noise."""
     prior, op, y = ct_problem(0.05, batch=2)
