@@ -201,9 +201,10 @@ def _svd_or_none(operator: LinearOperator, like: torch.Tensor) -> Optional[SVD]:
 
 # -- data consistency --------------------------------------------------------------------------
 def operator_scale(operator: LinearOperator, like: torch.Tensor) -> float:
-    """``max(‖A‖, 1e-12)`` by power iteration on ``like``'s device, once per sampler run: the samplers
-    whose step sizes were published for ‖A‖ ≤ 1 (DPS, MCG, reconstruction guidance) or depend on it (Langevin's stability
-    bound) scale by it, so they do not depend on the operator's units."""
+    """``max(‖A‖, 1e-12)`` by power iteration on ``like``'s device, once per sampler run. The samplers whose
+    step sizes or weights were published for ‖A‖ ≤ 1 (DPS, MCG, reconstruction guidance, annealed Langevin,
+    RED-diff) run their data terms on ``A/‖A‖`` and ``y/‖A‖``, so they do not depend on the operator's units
+    (a 23-view 128² Radon transform has ‖A‖ = 53; tests/samplers/test_behaviour.py checks 50·A)."""
     return max(operator.norm(device=like.device), 1e-12)
 
 
