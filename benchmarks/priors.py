@@ -182,18 +182,13 @@ def benchmark_images(kind: str, data: str, n: int, size: int, anatomy: Optional[
     """The quality benchmark's ground truth (``benchmarks/quality.py``'s ``load_images``: the first ``n/2``
     held-out images of each set — 0–4 at the benchmark's ``n`` = 10 — or ``n`` views of the real pydicom
     slices) in the prior's value scale (CT: HU → unit), and its source."""
-    import importlib.util
-
     from medrecon.data import hu_to_unit
 
-    spec = importlib.util.spec_from_file_location("quality_bench_for_priors", ROOT / "benchmarks" / "quality.py")
-    quality = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = quality  # dataclasses resolve annotations through sys.modules
-    try:
-        spec.loader.exec_module(quality)
-        x, info = quality.load_images(kind, data, n, size, Path(anatomy) if anatomy else None)
-    finally:
-        sys.modules.pop(spec.name, None)
+    if str(ROOT / "benchmarks") not in sys.path:  # benchmarks/quality.py, imported as tune_fast.py does
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    import quality
+
+    x, info = quality.load_images(kind, data, n, size, Path(anatomy) if anatomy else None)
     return (x if kind == "mri" else hu_to_unit(x)), info["source"]
 
 
