@@ -257,7 +257,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--figure", type=Path, default=FIGURE)
     ap.add_argument("--transfer", action="store_true",
                     help="only the prior-against-TV denoising table on the quality benchmark's held-out images and "
-                         "real slices (use --n 10 for its slices)")
+                         "real slices")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'})")

@@ -806,9 +806,11 @@ def _name(r: Optional[dict]) -> str:
 
 
 def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> str:
-    """RESULTS.md text from merged runs (``notes``: the ``--note`` lines, printed under "Notes")."""
+    """RESULTS.md text from merged runs (``notes``: the ``--note`` lines, printed under "Notes"); rows on
+    other ground-truth slices than their table's are listed apart (:func:`same_ground_truth`)."""
     from medrecon.samplers import METHODS
 
+    runs = same_ground_truth(runs)
     sizes = sorted({r.get("size") for r in runs})
     lines = [
         "# medrecon quality results",
@@ -862,10 +864,6 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
                 extra += f", ESPIRiT calibration region {facts['espirit_calib']}"
         else:
             extra = f"I₀ {facts.get('dose', CT_DOSE):.0e}, pixel {facts.get('pixel_mm', 0):.3g} mm, sinogram noise ≈ {facts.get('noise_std', '?')} HU·px"
-        shas = {r.get("facts", {}).get("data_sha256") for r in rs if r.get("status") == "ok"} - {None}
-        if len(shas) > 1:  # render() of runs that did not pass through same_ground_truth
-            extra += (f". **Warning: the merged runs saw different ground-truth slices ({len(shas)} data "
-                      "fingerprints); compare rows of one run only**")
         excluded = [r for r in rs if r.get("status") == "excluded"]
         rs = [r for r in rs if r.get("status") != "excluded"]
         lines += [f"## {task.label} — {d}, {size}²", "", f"{facts.get('source', '')} ({facts.get('distinct', '?')} distinct images); {extra}.", "",
@@ -912,7 +910,8 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
 
 
 def figures(runs: list[dict], images: dict, out_dir: Path) -> list[Path]:
-    """One PNG per task × data: slice 0 of every run side by side (top) and |error| maps (bottom)."""
+    """One PNG per task × data: slice 0 of every run side by side (top) and |error| maps (bottom), rows on
+    other ground-truth slices than their table's left out (:func:`same_ground_truth`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -920,6 +919,7 @@ def figures(runs: list[dict], images: dict, out_dir: Path) -> list[Path]:
 
     from medrecon.samplers import METHODS
 
+    runs = same_ground_truth(runs)
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for t, d, size in groups(runs):
@@ -1035,7 +1035,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             rec = benchmark(args)
             runs, images, metas = rec.runs, rec.images, [rec.meta]
         if not args.no_report:
-            write_report(same_ground_truth(runs), images, metas, Path(args.results), Path(args.figures), args.note)
+            write_report(runs, images, metas, Path(args.results), Path(args.figures), args.note)
             print(f"wrote {args.results}", flush=True)
     except MedreconError as err:
         print(f"error: {err}", file=sys.stderr)
