@@ -46,6 +46,7 @@ from medrecon.noise import randn_like  # noqa: E402
 SIGMAS = (0.05, 0.1, 0.2, 0.5)
 HIGH_SIGMAS = (1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0)  # where a sampler decides the global layout
 TRANSFER_SIGMAS = (0.05, 0.1, 0.2)
+SWITCH_SIGMAS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 40.0, 80.0)  # candidate levels for a CoarseToFine switch
 TV_WEIGHTS = (0.15, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)  # TV denoiser μ = w·σ, the best chosen per row
 TV_ITERATIONS = 500  # Chambolle's dual iterations: 100 left CT held-out 0.33 dB short of convergence
 TARGETS = (6.0, 8.0, 10.0, 12.0)
@@ -141,6 +142,52 @@ def high_sigma_table(prior: priors.Prior, images: torch.Tensor, seed: int, batch
         y01 = x01 + sigma * randn_like(x01, gen)
         rows.append((sigma, rmse(denoise_unit(prior, y01, sigma, s, batch)), rmse(loo_mean)))
     return rows
+
+
+@torch.no_grad()
+def switch_table(pair: priors.CoarseToFine, images: torch.Tensor, seed: int, batch: int) -> list[tuple[float, float, float, float]]:
+    """``[(σ, RMSE of the fine prior, RMSE of the coarse expert U·D_c(P x, σ/f), RMSE of the mean image)]``
+    on :data:`SWITCH_SIGMAS`, same scale and noise as :func:`high_sigma_table`: where the expert may answer."""
+    from medrecon.priors.base import sigma_tensor
+
+    s = unit_scale(images, pair.complex)
+    x01 = images / s.reshape(-1, 1, 1, 1).to(images.real.dtype)
+    loo_mean = (x01.sum(0, keepdim=True) - x01) / max(len(x01) - 1, 1)
+    rmse = lambda a: (a - x01).abs().square().flatten(1).mean(1).sqrt().mean().item()
+    coarse = lambda x, sigma: pair.coarse_estimate(x, sigma_tensor(sigma, x))
+    rows = []
+    for k, sigma in enumerate(SWITCH_SIGMAS):
+        gen = torch.Generator(device=images.device).manual_seed(seed * 1000 + 300 + k)
+        y01 = x01 + sigma * randn_like(x01, gen)
+        rows.append((sigma, rmse(denoise_unit(pair.fine, y01, sigma, s, batch)),
+                     rmse(denoise_unit(coarse, y01, sigma, s, batch)), rmse(loo_mean)))
+    return rows
+
+
+def choose_switch(tables: dict[str, list[tuple[float, float, float, float]]]) -> tuple[float, str]:
+    """σ_switch from :func:`switch_table` rows of every held-out source: with ``σ_k`` the lowest level from
+    which the expert's RMSE, averaged over the sources, is at most the fine prior's at every higher level,
+    ``σ_switch = sqrt(σ_(k−1) · σ_k)`` (the geometric midpoint of the crossing). Raises if it never is."""
+    sigmas = [r[0] for r in next(iter(tables.values()))]
+    fine = [sum(t[i][1] for t in tables.values()) / len(tables) for i in range(len(sigmas))]
+    coarse = [sum(t[i][2] for t in tables.values()) / len(tables) for i in range(len(sigmas))]
+    k = len(sigmas)
+    while k > 0 and coarse[k - 1] <= fine[k - 1]:
+        k -= 1
+    if k == len(sigmas):
+        raise MedreconError(f"the coarse expert is worse than the fine prior at every σ up to {sigmas[-1]}: no switch")
+    switch = sigmas[0] / 2 if k == 0 else math.sqrt(sigmas[k - 1] * sigmas[k])
+    rule = (f"sqrt({sigmas[k - 1] if k else sigmas[0] / 2} * {sigmas[k]}): from σ = {sigmas[k]} up the coarse expert's "
+            f"held-out RMSE (mean over {', '.join(tables)}) is at most the fine prior's")
+    return round(switch, 4), rule
+
+
+def print_switch(name: str, tables: dict[str, list[tuple[float, float, float, float]]]) -> None:
+    print(f"\n{name}: fine prior against the coarse expert (RMSE on the [0, 1] scale; mean = leave-one-out mean image)")
+    print(f"  {'data':<10} {'sigma':>6} {'fine':>8} {'coarse':>8} {'mean':>8} {'better':>7}")
+    for data, rows in tables.items():
+        for sigma, r_f, r_c, r_m in rows:
+            print(f"  {data:<10} {sigma:6.1f} {r_f:8.4f} {r_c:8.4f} {r_m:8.4f} {'coarse' if r_c <= r_f else 'fine':>7}")
 
 
 @torch.no_grad()
@@ -258,11 +305,37 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--transfer", action="store_true",
                     help="only the prior-against-TV denoising table on the quality benchmark's held-out images and "
                          "real slices")
+    ap.add_argument("--switch", nargs=2, metavar=("FINE", "COARSE"),
+                    help="only measure where a coarse expert beats the fine prior on held-out images (checkpoint "
+                         "names in one folder) and print the chosen σ_switch")
+    ap.add_argument("--write-pair", metavar="NAME", default=None,
+                    help="with --switch: write the pair manifest NAME.json beside the two checkpoints")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'})")
     if args.n is None:
         args.n = 10 if args.transfer else 16
+    if args.switch:
+        fine_name, coarse_name = args.switch
+        fine, coarse = priors.load(fine_name, device=device), priors.load(coarse_name, device=device)
+        pair = priors.CoarseToFine(fine, coarse, sigma_switch=1.0)
+        kind = "mri" if fine.complex else "ct"
+        data = heldout(kind, args.n, args.size, device, args.seed, args.anatomy)
+        tables = {source: switch_table(pair, images, args.seed, args.batch) for source, images in data.items()}
+        print_switch(f"{fine_name} + {coarse_name} at {args.size}² (pooling factor {pair.factor(next(iter(data.values())))})",
+                     tables)
+        switch, rule = choose_switch(tables)
+        print(f"\nsigma_switch = {switch}  ({rule})")
+        if args.write_pair:
+            folder = Path(fine.path).parent
+            path = priors.save_pair(folder / args.write_pair, Path(fine.path).stem, Path(coarse.path).stem, switch,
+                                    switch_rule=rule, switch_measured={
+                                        "command": "python benchmarks/priors.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                                        "size": args.size, "images_per_source": args.n,
+                                        "rmse": {src: [[round(v, 5) for v in r] for r in rows] for src, rows in tables.items()},
+                                        "columns": ["sigma", "fine", "coarse", "mean image"]})
+            print(f"wrote {path}")
+        return 0
     if args.transfer:
         for name in args.priors:
             prior = priors.load(name, device=device)
@@ -284,9 +357,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             all_ok = False
             continue
         kind = "mri" if prior.complex else "ct"
-        m = prior.manifest
-        print(f"\n[{name}] {m.get('params', '?')} parameters, trained {m['steps']} steps on {m['device']} "
-              f"({m['train_seconds'] / 60:.1f} min), patch {prior.image_size}, sigma [{prior.sigma_min}, {prior.sigma_max}]")
+        parts = [(name, prior)] if not isinstance(prior, priors.CoarseToFine) else [
+            (f"{name} = {prior.manifest['fine']} for σ ≤ {prior.sigma_switch}, then", prior.fine),
+            (f"  {prior.manifest['coarse']} (coarse expert)", prior.coarse)]
+        for label, part in parts:
+            m = part.manifest
+            print(f"\n[{label}] {m.get('params', '?')} parameters, trained {m['steps']} steps on {m['device']} "
+                  f"({m['train_seconds'] / 60:.1f} min), patch {part.image_size}, sigma [{part.sigma_min}, {part.sigma_max}]")
         try:
             data = heldout(kind, args.n, args.size, device, args.seed, args.anatomy)
         except (ImportError, AttributeError, MedreconError, OSError) as err:

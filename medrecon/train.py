@@ -64,7 +64,7 @@ _RESUME_KEYS = (
     "data", "anatomy", "split", "patch", "batch", "lr", "warmup_steps", "weight_decay", "grad_clip",
     "ema_halflife", "ema_rampup", "model_channels", "channel_mult", "num_blocks", "attn_levels",
     "dropout", "sigma_data", "sigma_min", "sigma_max", "p_mean", "p_std", "seed",
-    "crop_from", "crop_fraction", "init_from",
+    "crop_from", "crop_fraction", "pool", "init_from",
 )
 
 
@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="patch training: a fraction of each batch are random --patch crops of images "
                         "generated at this size (0: whole images only)")
     g.add_argument("--crop-fraction", type=float, default=0.5, help="share of crops in each batch with --crop-from")
+    g.add_argument("--pool", type=int, default=1,
+                   help="train on (pool·patch)² images averaged over pool×pool blocks: the coarse expert "
+                        "of priors.CoarseToFine (applied after --crop-from)")
     g.add_argument("--workers", type=int, default=0,
                    help="data-loading workers for file-backed sources (generated sources ignore it)")
 
@@ -214,6 +217,8 @@ def _check_args(args: argparse.Namespace, world_size: int) -> None:
     for name in positive:
         if getattr(args, name) <= 0:
             raise MedreconError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    if args.pool < 1:
+        raise MedreconError(f"--pool must be >= 1, got {args.pool}")
     for name in ("checkpoint_every", "export_every", "warmup_steps", "workers"):
         if getattr(args, name) < 0:
             raise MedreconError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
@@ -479,6 +484,7 @@ def _problem(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _check_resume(saved: Dict[str, Any], current: Dict[str, Any], path: Path) -> None:
+    saved = {"pool": 1, **saved}  # states written before --pool existed trained at full resolution
     diff = [f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in _RESUME_KEYS if saved.get(k) != current.get(k)]
     if diff:
         raise MedreconError(
@@ -619,6 +625,10 @@ def _run(args: argparse.Namespace, ddp: _Dist, device: torch.device, source: Any
             from medrecon.data.synthetic import Crops
 
             source = Crops(source, args.crop_from, args.crop_fraction)
+        if args.pool > 1:
+            from medrecon.data.synthetic import Pooled
+
+            source = Pooled(source, args.pool)
     data_gen = torch.Generator(device=device).manual_seed(_seed_for(args.seed, ddp.rank, 0))
     noise_gen = torch.Generator(device=device).manual_seed(_seed_for(args.seed, ddp.rank, 1))
     generators = {"data": data_gen, "noise": noise_gen}
@@ -726,6 +736,7 @@ def _run(args: argparse.Namespace, ddp: _Dist, device: torch.device, source: Any
                     "path": str(init.path), "sha256": init.manifest["sha256"], "steps": init.manifest["steps"],
                     "device": init.manifest.get("device"), "train_seconds": init.manifest.get("train_seconds")},
                 "crops": {"crop_from": args.crop_from, "fraction": args.crop_fraction} if args.crop_from else None,
+                "pool": args.pool,
             },
         }
 

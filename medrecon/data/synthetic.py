@@ -55,7 +55,7 @@ from medrecon.data import CT_SCALING, MRI_SCALING, Source, as_device, hu_to_unit
 from medrecon.data.anatomy import MAP_NAMES, PROXIMITY_MM, Anatomy, load_anatomy
 
 __all__ = [
-    "BrainMRI", "BodyMRI", "HeadCT", "BodyCT", "Mixture", "Crops", "make_source", "SOURCES",
+    "BrainMRI", "BodyMRI", "HeadCT", "BodyCT", "Mixture", "Crops", "Pooled", "make_source", "SOURCES",
     "slice_intervals", "SLICE_RANGE", "HELDOUT_BANDS", "SPLIT_GUARD",
 ]
 
@@ -762,6 +762,40 @@ class Crops(Source):
         if n - n_crop:
             parts.append(self.source.sample(n - n_crop, size, generator))
         return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def block_mean(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Mean over non-overlapping ``factor × factor`` blocks of the last two axes (real or complex;
+    each axis must be divisible by ``factor``). White noise of level σ becomes white noise of level
+    σ / factor, which is what lets :class:`medrecon.priors.CoarseToFine` run a low-resolution prior."""
+    *lead, h, w = x.shape
+    if h % factor or w % factor:
+        raise MedreconError(f"block_mean: image {h}×{w} is not divisible by the factor {factor}")
+    return x.reshape(*lead, h // factor, factor, w // factor, factor).mean(dim=(-3, -1))
+
+
+class Pooled(Source):
+    """Low-resolution training data: ``size``² images made as ``(factor·size)``² images of ``source``
+    averaged over ``factor × factor`` blocks (:func:`block_mean`).
+
+    A prior trained on them is the coarse expert of :class:`medrecon.priors.CoarseToFine`: at high
+    noise the MMSE denoiser of a full-resolution image is (nearly) the block-mean image's denoiser,
+    upsampled, at the level σ / factor. Value scale as ``source`` (the scaling acts before pooling).
+    """
+
+    def __init__(self, source: Source, factor: int) -> None:
+        if int(factor) != factor or factor < 1:
+            raise MedreconError(f"Pooled: factor must be an integer >= 1, received {factor!r}")
+        self.source, self.factor = source, int(factor)
+        self.complex, self.device = source.complex, source.device
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        return {"generator": "Pooled", "factor": self.factor, "rule": "mean over factor×factor blocks",
+                "source": self.source.recipe}
+
+    def _sample(self, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+        return block_mean(self.source.sample(n, size * self.factor, generator), self.factor)
 
 # --------------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from medrecon.priors.analytic import Gaussian, GaussianMixture, GaussianPosterior
 from medrecon.priors.base import Denoiser, score, sigma_tensor
+from medrecon.priors.cascade import CoarseToFine
 from medrecon.priors.checkpoint import (
     Prior,
     ValueScale,
@@ -23,6 +24,7 @@ from medrecon.priors.checkpoint import (
     load,
     normalize,
     save,
+    save_pair,
 )
 from medrecon.priors.edm import ComplexAsChannels, EDMPrecond, VPDenoiser
 from medrecon.priors.fast import FastDenoiser
@@ -32,6 +34,6 @@ __all__ = [
     "Denoiser", "score", "sigma_tensor",
     "UNet", "DEFAULT_CONFIG", "EDMPrecond", "ComplexAsChannels", "VPDenoiser",
     "Gaussian", "GaussianMixture", "GaussianPosterior",
-    "Prior", "FastDenoiser", "save", "load", "available", "checkpoints_dir",
+    "Prior", "CoarseToFine", "FastDenoiser", "save", "save_pair", "load", "available", "checkpoints_dir",
     "ValueScale", "fit_scaling", "normalize", "denormalize",
 ]

@@ -58,7 +58,7 @@ from medrecon.priors.edm import ComplexAsChannels, EDMPrecond
 from medrecon.priors.unet import UNet
 
 __all__ = [
-    "REQUIRED_KEYS", "Prior", "ValueScale", "save", "load", "available", "checkpoints_dir",
+    "REQUIRED_KEYS", "Prior", "ValueScale", "save", "save_pair", "load", "available", "checkpoints_dir",
     "file_sha256", "fit_scaling", "normalize", "denormalize",
 ]
 
@@ -201,11 +201,12 @@ def checkpoints_dir() -> Path:
 
 
 def available() -> list[str]:
-    """Names of the checkpoints in :func:`checkpoints_dir` (those with both files)."""
+    """Names of the checkpoints in :func:`checkpoints_dir` (those with both files, and coarse-to-fine pairs)."""
     folder = checkpoints_dir()
     if not folder.is_dir():
         return []
-    return sorted(p.stem for p in folder.glob("*.safetensors") if p.with_suffix(".json").is_file())
+    return sorted(p.stem for p in folder.glob("*.json")
+                  if p.with_suffix(".safetensors").is_file() or _is_pair(p))
 
 
 def file_sha256(path: PathLike) -> str:
@@ -290,15 +291,93 @@ def _resolve(name_or_path: PathLike) -> tuple[Path, Path]:
     text = os.fspath(name_or_path)
     base = _base(Path(text))
     st_path, json_path = _files(base)
-    is_name = os.sep not in text and "/" not in text and Path(text).suffix == "" and not st_path.exists()
+    is_name = (os.sep not in text and "/" not in text and Path(text).suffix == ""
+               and not st_path.exists() and not json_path.exists())
     if is_name:
         st_path, json_path = _files(checkpoints_dir() / text)
+    if json_path.is_file() and not st_path.exists() and _is_pair(json_path):
+        return st_path, json_path  # a coarse-to-fine pair is a manifest only
     if not st_path.is_file() or not json_path.is_file():
         absent = [str(p) for p in (st_path, json_path) if not p.is_file()]
         raise MedreconError(
             f"checkpoint {text!r}: missing file(s) {absent}; shipped priors in {checkpoints_dir()}: {available()}"
         )
     return st_path, json_path
+
+
+PAIR_ARCH = "coarse_to_fine"
+PAIR_KEYS = ("name", "arch", "fine", "coarse", "sigma_switch", "sha256")
+
+
+def _read_manifest(json_path: Path) -> dict:
+    try:
+        manifest = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MedreconError(f"{json_path}: not a valid JSON manifest ({err})") from err
+    if not isinstance(manifest, dict):
+        raise MedreconError(f"{json_path}: the manifest must be a JSON object, found {type(manifest).__name__}")
+    return manifest
+
+
+def _is_pair(json_path: Path) -> bool:
+    try:
+        return json.loads(json_path.read_text()).get("arch") == PAIR_ARCH
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def _load_pair(manifest: dict, json_path: Path, device: Optional[Union[str, torch.device]]) -> nn.Module:
+    """A :class:`~medrecon.priors.cascade.CoarseToFine` from its manifest: ``fine`` and ``coarse``
+    name checkpoints beside it, each checked against the pair's recorded ``sha256[name]``."""
+    from medrecon.priors.cascade import CoarseToFine
+
+    for key in PAIR_KEYS:
+        if key not in manifest:
+            raise MedreconError(f"{json_path}: the coarse-to-fine manifest lacks the required key {key!r}")
+    parts = {}
+    for role in ("fine", "coarse"):
+        name = manifest[role]
+        if not isinstance(name, str) or not name or "/" in name or name == json_path.stem:
+            raise MedreconError(f"{json_path}: {role!r} must name another checkpoint in its folder, found {name!r}")
+        prior = load(json_path.with_name(name + ".safetensors"), device=device)
+        expected = (manifest["sha256"] or {}).get(name) if isinstance(manifest["sha256"], dict) else None
+        if expected != prior.manifest["sha256"]:
+            raise MedreconError(f"{json_path}: the {role} prior {name!r} has sha256 {prior.manifest['sha256']}, "
+                                f"the pair expects {expected}")
+        if isinstance(prior, CoarseToFine):
+            raise MedreconError(f"{json_path}: the {role} prior {name!r} is itself a pair")
+        parts[role] = prior
+    try:
+        switch = float(manifest["sigma_switch"])
+    except (TypeError, ValueError) as err:
+        raise MedreconError(f"{json_path}: 'sigma_switch' must be a number, found {manifest['sigma_switch']!r}") from err
+    try:
+        pair = CoarseToFine(parts["fine"], parts["coarse"], switch, name=str(manifest["name"]), manifest=manifest)
+    except MedreconError as err:
+        raise MedreconError(f"{json_path}: {err}") from err
+    pair.path = json_path
+    return pair.eval()
+
+
+def save_pair(path: PathLike, fine: str, coarse: str, sigma_switch: float, **extra: Any) -> Path:
+    """Write the manifest ``<path>.json`` of a :class:`~medrecon.priors.cascade.CoarseToFine` pair of
+    the checkpoints ``fine`` and ``coarse`` (names of checkpoints in the same folder), recording their
+    sha256; ``extra`` keys (e.g. how σ_switch was measured) are stored as given. Returns the path."""
+    from medrecon.io.atomic import atomic_path
+
+    json_path = _base(Path(path)).with_suffix(".json")
+    sha = {}
+    for name in (fine, coarse):
+        part = json_path.with_name(name + ".json")
+        if not part.is_file() or not json_path.with_name(name + ".safetensors").is_file():
+            raise MedreconError(f"save_pair({json_path}): no checkpoint {name!r} beside it")
+        sha[name] = _read_manifest(part)["sha256"]
+    manifest = {"name": json_path.stem, "arch": PAIR_ARCH, "fine": fine, "coarse": coarse,
+                "sigma_switch": float(sigma_switch), "sha256": sha, **extra}
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    load(json_path.with_suffix(".safetensors"))  # what was written loads
+    return json_path
 
 
 def load(name_or_path: PathLike, device: Optional[Union[str, torch.device]] = None) -> Prior:
@@ -308,17 +387,18 @@ def load(name_or_path: PathLike, device: Optional[Union[str, torch.device]] = No
     ``.safetensors`` suffix. Raises :class:`MedreconError` naming the file when a file is missing,
     the manifest is not valid JSON or lacks a key, the SHA-256 differs, or the weights do not fit
     the configured network. Call ``prior.requires_grad_(True)`` to fine-tune.
+
+    A manifest with ``"arch": "coarse_to_fine"`` (no weights of its own) loads as a
+    :class:`~medrecon.priors.cascade.CoarseToFine` of the two checkpoints it names, each checked
+    against the sha256 the pair records for it.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     st_path, json_path = _resolve(name_or_path)
-    try:
-        manifest = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MedreconError(f"{json_path}: not a valid JSON manifest ({err})") from err
-    if not isinstance(manifest, dict):
-        raise MedreconError(f"{json_path}: the manifest must be a JSON object, found {type(manifest).__name__}")
+    manifest = _read_manifest(json_path)
+    if manifest.get("arch") == PAIR_ARCH:
+        return _load_pair(manifest, json_path, device)
     for key in REQUIRED_KEYS:
         if key not in manifest:
             raise MedreconError(f"{json_path}: the manifest lacks the required key {key!r}")

@@ -22,7 +22,8 @@ In-place conversions reached through attribute delegation (``D.half()``, ``D.cud
 prior: convert with :meth:`to`, which also drops the graphs. Falls back to the wrapped prior unchanged on the CPU, when gradients are needed (DPS, MCG, ΠGDM and
 other samplers that back-propagate through ``D`` call it with ``x.requires_grad``), and while another
 CUDA graph is being captured. Attributes not defined here (``manifest``, ``complex``, ``sigma_min``, …)
-are the prior's, so the wrapper goes wherever a prior goes::
+are the prior's, so the wrapper goes wherever a prior goes. A :class:`~medrecon.priors.CoarseToFine`
+pair is wrapped expert by expert (its σ switch is a host-side choice that one graph would freeze)::
 
     D = priors.FastDenoiser(priors.load("mri", device="cuda"))
     x = samplers.run("ddnm", D, A, y, steps=1000)
@@ -83,6 +84,12 @@ class FastDenoiser:
             raise MedreconError(f"FastDenoiser dtype must be torch.bfloat16, torch.float16 or None, received {dtype}")
         if max_graphs < 1 or warmup < 1:
             raise MedreconError(f"max_graphs and warmup must be ≥ 1, received {max_graphs} and {warmup}")
+        from medrecon.priors.cascade import CoarseToFine
+
+        if isinstance(prior, CoarseToFine):  # one wrapper per expert; the pair switches on the host
+            prior = prior.map_experts(lambda expert: FastDenoiser(
+                expert, dtype=dtype, graphs=graphs, compile=compile, max_graphs=max_graphs, warmup=warmup))
+            dtype, graphs, compile = None, False, False
         self.prior, self.dtype, self.graphs, self.compile = prior, dtype, bool(graphs), bool(compile)
         self.max_graphs, self.warmup = int(max_graphs), int(warmup)
         self._compiled: Optional[Any] = None

@@ -420,3 +420,24 @@ def test_crops_reject_bad_settings():
         Crops(_Coordinates(), crop_from=32, fraction=1.5)
     with pytest.raises(MedreconError):
         Crops(_Coordinates(), crop_from=8, fraction=0.5).sample(2, 16, torch.Generator())
+
+
+def test_pooled_images_are_block_means_of_the_parent_and_noise_shrinks_by_the_factor():
+    from medrecon.data.synthetic import Pooled, block_mean
+
+    src = Pooled(_Coordinates(), factor=4)
+    out = src.sample(2, 8, torch.Generator().manual_seed(0))
+    parent = _Coordinates().sample(2, 32, torch.Generator().manual_seed(0))
+    assert out.shape == (2, 1, 8, 8)
+    # block (i, j) of a 32x32 coordinate image has mean 1e6·k + (4i + 1.5)·32 + 4j + 1.5
+    i, j = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    assert torch.allclose(out[1, 0], 1e6 + (4 * i + 1.5) * 32 + 4 * j + 1.5)
+    assert torch.equal(out, block_mean(parent, 4))
+    assert src.recipe == {"generator": "Pooled", "factor": 4, "rule": "mean over factor×factor blocks",
+                          "source": {"kind": "coordinates"}}
+    noise = torch.randn(64, 1, 64, 64, generator=torch.Generator().manual_seed(1), dtype=torch.complex64)
+    assert abs(float(block_mean(noise, 4).abs().square().mean()) / float(noise.abs().square().mean()) - 1 / 16) < 2e-3
+    with pytest.raises(MedreconError, match="factor"):
+        Pooled(_Coordinates(), factor=0)
+    with pytest.raises(MedreconError, match="divisible"):
+        block_mean(parent, 5)

@@ -257,6 +257,21 @@ def test_cli_trains_on_a_registered_source_end_to_end(tmp_path, data, scaling_ki
     assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / "run" / "log.csv"))] == [1, 2, 3]
 
 
+def test_pool_trains_a_coarse_expert_on_block_means(tmp_path):
+    from medrecon import priors
+
+    argv = ["--data", "ct-body", "--out", str(tmp_path / "c"), "--run-dir", str(tmp_path / "run"), *TINY,
+            "--steps", "2", "--patch", "16", "--pool", "2", "--sigma-data", "auto"]
+    assert train.main(argv) == 0
+    m = priors.load(str(tmp_path / "c")).manifest
+    assert m["image_size"] == 16 and m["training"]["pool"] == 2
+    assert m["data_recipe"]["generator"] == "Pooled" and m["data_recipe"]["factor"] == 2
+    assert m["data_recipe"]["source"]["generator"] == "BodyCT"
+    with pytest.raises(MedreconError, match="pool"):  # resuming with another factor is refused
+        train.run(parse(argv[:-4] + ["--pool", "4", "--sigma-data", "auto"]))
+    assert train.main(argv[:-4] + ["--pool", "0", "--sigma-data", "auto", "--run-dir", str(tmp_path / "r0")]) == 2
+
+
 def test_sigterm_stops_cleanly_with_state_and_export(tmp_path):
     import os
     import signal

@@ -107,3 +107,31 @@ def test_transfer_table_calls_the_prior_in_its_own_value_scale(bench):
     for sigma, p_in, p_d, p_tv, w in rows:
         assert p_d > p_in + 60, (sigma, p_in, p_d)  # exact clean image back on the [0, 1] scale
         assert p_tv < p_d
+
+
+def test_choose_switch_is_the_geometric_midpoint_of_the_last_crossing(bench):
+    row = lambda s, f, c: (s, f, c, 1.0)
+    tables = {"a": [row(1, 0.1, 0.3), row(2, 0.2, 0.25), row(5, 0.3, 0.28), row(10, 0.4, 0.35)],
+              "b": [row(1, 0.1, 0.3), row(2, 0.2, 0.21), row(5, 0.3, 0.31), row(10, 0.4, 0.36)]}
+    switch, rule = bench.choose_switch(tables)  # mean coarse ≤ mean fine from σ = 5 up; at 2 fine wins
+    assert switch == pytest.approx((2 * 5) ** 0.5, abs=1e-4) and "from σ = 5" in rule
+    tables["a"][1] = row(2, 0.2, 0.1)  # a single better level below a worse one does not count
+    tables["a"][2] = row(5, 0.3, 0.4)
+    assert bench.choose_switch(tables)[0] == pytest.approx(50 ** 0.5, abs=1e-4)
+    worse = {"a": [row(1, 0.1, 0.3), row(2, 0.2, 0.3)]}
+    with pytest.raises(Exception, match="no switch"):
+        bench.choose_switch(worse)
+
+
+def test_switch_table_finds_the_exact_expert_of_a_block_constant_prior(bench):
+    """On block-constant images the expert is exact (tests/priors/test_cascade.py): it ties the fine
+    Gaussian at every σ, and both beat the mean image."""
+    from tests.priors.test_cascade import _block_constant_pair
+
+    fine, coarse = _block_constant_pair(size=8, f=4, complex_images=True)
+    pair = priors.CoarseToFine(fine, coarse, sigma_switch=1.0)
+    images = fine.sample(12, generator=torch.Generator().manual_seed(0))
+    rows = bench.switch_table(pair, images, seed=0, batch=4)
+    assert [r[0] for r in rows] == list(bench.SWITCH_SIGMAS)
+    for sigma, r_fine, r_coarse, r_mean in rows:
+        assert r_coarse == pytest.approx(r_fine, rel=1e-6) and r_fine < r_mean
