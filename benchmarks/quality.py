@@ -375,8 +375,14 @@ def prior_facts(names: Iterable[str] = ("mri", "ct")) -> dict[str, dict]:
     computed from the file), the training steps / device / command's ``--init-from`` of its
     ``checkpoints/<name>.json`` card, so every run records which weights it used."""
     out: dict[str, dict] = {}
-    for name in names:
+    for name in dict.fromkeys(names):
         weights, card = ROOT / "checkpoints" / f"{name}.safetensors", ROOT / "checkpoints" / f"{name}.json"
+        if not weights.is_file() and card.is_file() and json.loads(card.read_text()).get("arch") == "coarse_to_fine":
+            c = json.loads(card.read_text())  # a CoarseToFine pair: its file's hash, and both parts listed
+            out[name] = {"sha256": hashlib.sha256(card.read_bytes()).hexdigest()[:12], "pair_of": [c["fine"], c["coarse"]],
+                         "sigma_switch": c["sigma_switch"]}
+            out.update({k: v for k, v in prior_facts((c["fine"], c["coarse"])).items() if k not in out})
+            continue
         if not weights.is_file():
             continue
         h = hashlib.sha256()
@@ -396,7 +402,8 @@ def prior_facts(names: Iterable[str] = ("mri", "ct")) -> dict[str, dict]:
 
 def _priors_text(priors: dict[str, dict]) -> str:
     return "; ".join(
-        f"`{n}` sha256 {p['sha256']}…" + (f", {p['steps']} training steps ({p.get('images')} images) on {p.get('device')}"
+        f"`{n}` sha256 {p['sha256']}…" + (f", the pair of `{p['pair_of'][0]}` (σ ≤ {p['sigma_switch']}) and "
+                                          f"`{p['pair_of'][1]}`" if p.get("pair_of") else "") + (f", {p['steps']} training steps ({p.get('images')} images) on {p.get('device')}"
                                           + (", fine-tuned from the previous prior" if p.get("fine_tuned") else "")
                                           + (" with patch crops" if p.get("patch_crops") else "")
                                           if p.get("steps") is not None else "")
@@ -407,9 +414,24 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def setting_label(setting: str, samples: int) -> str:
-    """The record's setting: ``<setting>-mean<K>`` for the mean of K > 1 samples (not for baselines)."""
-    return f"{setting}-mean{samples}" if samples > 1 and setting != "classical" else setting
+def setting_label(setting: str, samples: int, prior: Optional[str] = None) -> str:
+    """The record's setting: ``<setting>-mean<K>`` for the mean of K > 1 samples (not for baselines), and
+    ``<setting>, prior <name>`` when a diffusion row used a prior other than the shipped default."""
+    if setting == "classical":
+        return setting
+    label = f"{setting}-mean{samples}" if samples > 1 else setting
+    return f"{label}, prior {prior}" if prior else label
+
+
+def parse_priors(text: str) -> dict[str, str]:
+    """``--priors mri=NAME,ct=NAME`` → ``{"mri": NAME, "ct": NAME}`` (missing modalities keep their name)."""
+    out = {"mri": "mri", "ct": "ct"}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, name = part.partition("=")
+        if not sep or key not in out or not name:
+            raise MedreconError(f"--priors: expected 'mri=NAME,ct=NAME', received {text!r}")
+        out[key] = name
+    return out
 
 
 def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any, device: torch.device,
@@ -603,18 +625,21 @@ def benchmark(args: argparse.Namespace) -> Recorder:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
         "size": args.size, "n": args.n, "mri_noise_std": MRI_NOISE, "ct_dose": CT_DOSE, "coils": COILS,
-        "command": " ".join(sys.argv), "fast_steps": args.fast_steps, "priors": prior_facts(),
+        "command": " ".join(sys.argv), "fast_steps": args.fast_steps, "priors": prior_facts(("mri", "ct", *parse_priors(args.priors).values())),
         "network": args.network if device.type == "cuda" else "eager",
         "note": "CPU timings are disturbed by other jobs sharing the machine" if device.type == "cpu" else "",
     }
     rec = Recorder(Path(args.json) if args.json else None, meta)
+    prior_names = parse_priors(args.priors)
     loaded: dict[Any, Any] = {}  # prior name → Prior; (name, n, size) → warmed up
     problems: dict[tuple[str, str], Any] = {}
     ms_per_eval = GPU_MS_PER_EVAL if device.type == "cuda" else None
     t_start = time.perf_counter()
     for i, (t, d, m, setting, steps) in enumerate(runs):
         task = TASKS[t]
-        label = setting_label(setting, args.samples)
+        modality_prior = prior_names["mri" if TASKS[t].modality == "mri" else "ct"]
+        label = setting_label(setting, args.samples,
+                              None if modality_prior in ("mri", "ct") or m in CLASSICAL["mri"] + CLASSICAL["ct"] else modality_prior)
         head = f"[{i + 1}/{len(runs)} {time.perf_counter() - t_start:6.1f}s] {t} {d} {m} {label}"
         if args.budget_s:
             classical = m in CLASSICAL["mri"] + CLASSICAL["ct"]
@@ -634,7 +659,7 @@ def benchmark(args: argparse.Namespace) -> Recorder:
             facts.setdefault("data_sha256", hashlib.sha256(np.ascontiguousarray(prob.target, np.float32).tobytes()).hexdigest()[:16])
             prior = None
             if m not in CLASSICAL["mri"] + CLASSICAL["ct"]:
-                key = "mri" if task.modality == "mri" else "ct"
+                key = prior_names["mri" if task.modality == "mri" else "ct"]
                 if key not in loaded:
                     loaded[key] = priors.load(key, device=device)
                     if args.network != "eager" and device.type == "cuda":  # same numerics in fp32: replay only
@@ -642,12 +667,14 @@ def benchmark(args: argparse.Namespace) -> Recorder:
                             loaded[key], dtype=torch.bfloat16 if args.network == "graphs-bf16" else None)
                 prior = loaded[key]
                 if device.type == "cuda" and (key, args.n, args.size) not in loaded:  # warm-up outside the timing
-                    dtype = torch.complex64 if key == "mri" else torch.float32
+                    dtype = torch.complex64 if task.modality == "mri" else torch.float32
                     with torch.no_grad():
                         prior(torch.zeros(args.n, 1, args.size, args.size, dtype=dtype, device=device),
                               1.0)
                     loaded[(key, args.n, args.size)] = True
             r, image = run_one(prob, m, setting, steps, prior, device, samples=args.samples)
+            if r["kind"] == "diffusion":
+                r.update(setting=label, prior=key)
             r.update(base, facts=facts)
             rec.add(r, image, prob.target)
             if device.type == "cuda" and r["kind"] == "diffusion" and r["nfe"]:
@@ -986,6 +1013,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="one custom step count for every sampler (setting 'custom')")
     p.add_argument("--samples", type=int, default=1,
                    help="diffusion rows: report the mean of K posterior samples (setting '<setting>-mean<K>', K× the NFE)")
+    p.add_argument("--priors", default="mri=mri,ct=ct",
+                   help="prior per modality, e.g. 'mri=mri-c2f': rows with another than the shipped default "
+                        "are labelled '<setting>, prior <name>'")
     p.add_argument("--n", type=int, default=10, help="slices per task (one batch)")
     p.add_argument("--size", type=int, default=128, help="image size N (N × N)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")

@@ -264,3 +264,17 @@ def test_committed_results_are_what_rebuild_makes_of_the_recipe(quality, tmp_pat
         quality.read_sources(bad)
     assert quality.main(["--rebuild", "--merge", "a.json"]) == 2
     assert "cannot be combined" in capsys.readouterr().err
+
+
+def test_rows_name_a_prior_other_than_the_shipped_default(quality):
+    from medrecon import MedreconError
+
+    assert quality.parse_priors("mri=mri-c2f") == {"mri": "mri-c2f", "ct": "ct"}
+    assert quality.parse_priors("ct=x, mri=y") == {"mri": "y", "ct": "x"}
+    for bad in ("mri", "pet=x", "mri="):
+        with pytest.raises(MedreconError, match="--priors"):
+            quality.parse_priors(bad)
+    assert quality.setting_label("tuned", 1, "mri-c2f") == "tuned, prior mri-c2f"
+    assert quality.setting_label("fast", 4, "ct-c2f") == "fast-mean4, prior ct-c2f"
+    assert quality.setting_label("classical", 4, "ct-c2f") == "classical"
+    assert quality.setting_label("official", 1) == "official"
