@@ -90,7 +90,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from medrecon import MedreconError  # noqa: E402
+from medrecon import MedreconError, priors  # noqa: E402
 
 MRI_NOISE = 0.01  # k-space noise σ per real component (images at 99.5th percentile 1)
 CT_DOSE = 1.0e5  # incident photons per detector bin
@@ -608,7 +608,6 @@ def _eval_cost(method: str, steps: Optional[int]) -> float:
 
 def benchmark(args: argparse.Namespace) -> Recorder:
     """Run the planned runs, recording each (errors are recorded, not raised)."""
-    from medrecon import priors
     from medrecon.recon import resolve_device
 
     device = resolve_device(args.device)
@@ -723,6 +722,22 @@ def read_sources(path: Path) -> tuple[list[Path], list[str]]:
     return paths, [str(n) for n in notes]
 
 
+def name_the_prior(run: dict, recorded: dict[str, dict], current: dict[str, dict]) -> dict:
+    """A diffusion row of an older file that ran with weights which are no longer the shipped default
+    of its modality gets the setting ``<setting>, prior <name>`` (like a ``--priors`` run): ``name`` is
+    the current checkpoint with the sha256 its file recorded (``recorded``, the file's
+    ``meta["priors"]``), else ``sha256 <hex>…``. Rows that name their prior, and rows whose file did not
+    record one, are returned unchanged; so is every row while the default's weights are the same."""
+    if run.get("kind") != "diffusion" or "prior" in run:
+        return run
+    modality = "mri" if str(run.get("task", "")).startswith("mri") else "ct"
+    used = (recorded.get(modality) or {}).get("sha256")
+    if not used or (current.get(modality) or {}).get("sha256") == used:
+        return run
+    name = next((n for n, f in current.items() if f.get("sha256") == used), f"sha256 {used}…")
+    return {**run, "setting": f"{run['setting']}, prior {name}", "prior": name}
+
+
 def merge(paths: list[Path]) -> tuple[list[dict], dict, list[dict]]:
     """Runs of several JSONs (a later file's run replaces an earlier run of the same task, data, size,
     method and setting, unless it failed and the earlier one did not), the slice-0 images keyed
@@ -732,11 +747,13 @@ def merge(paths: list[Path]) -> tuple[list[dict], dict, list[dict]]:
     runs: dict[tuple, dict] = {}
     images: dict[str, np.ndarray] = {}
     metas = []
+    current = prior_facts(tuple(priors.available()))
     for index, p in enumerate(paths):
         doc = json.loads(Path(p).read_text())
         metas.append(doc["meta"])
         shas: dict[str, str] = {}  # group key → this file's data fingerprint there
         for r in doc["runs"]:
+            r = name_the_prior(r, doc["meta"].get("priors") or {}, current)
             key = (r["task"], r["data"], r.get("size"), r["method"], r["setting"])
             if r.get("status") == "ok" or runs.get(key, {}).get("status") != "ok":  # a failure never hides a result
                 runs[key] = {**r, "file_index": index}

@@ -278,6 +278,12 @@ def cmd_priors(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as err:
             print(f"| {name} | unreadable manifest ({err}) | | | | | | |")
             continue
+        if m.get("arch") == "coarse_to_fine":  # a pair: the two checkpoints it joins are listed on their own rows
+            size = sum((folder / f"{m.get(r)}.safetensors").stat().st_size for r in ("fine", "coarse")
+                       if (folder / f"{m.get(r)}.safetensors").is_file()) / 2**20
+            print(f"| {name} | `{m.get('fine')}` for σ ≤ {m.get('sigma_switch')}, above it the coarse expert "
+                  f"`{m.get('coarse')}` | | | | | | {size:.1f} |")
+            continue
         vs = m.get("value_scaling", {})
         vs_text = vs.get("kind", "?") + (f" p{vs['percentile']}" if "percentile" in vs else "") + (
             f" [{vs['low']}, {vs['high']}] HU" if "low" in vs else "")

@@ -278,3 +278,20 @@ def test_rows_name_a_prior_other_than_the_shipped_default(quality):
     assert quality.setting_label("fast", 4, "ct-c2f") == "fast-mean4, prior ct-c2f"
     assert quality.setting_label("classical", 4, "ct-c2f") == "classical"
     assert quality.setting_label("official", 1) == "official"
+
+
+def test_older_rows_name_the_prior_they_ran_with_once_the_default_changes(quality):
+    current = {"mri": {"sha256": "pair0"}, "mri-fine": {"sha256": "aaa"}, "ct": {"sha256": "ccc"}}
+    row = {"task": "mri-sc-4x", "kind": "diffusion", "setting": "tuned", "method": "ddnm"}
+    named = quality.name_the_prior(row, {"mri": {"sha256": "aaa"}, "ct": {"sha256": "ccc"}}, current)
+    assert named["setting"] == "tuned, prior mri-fine" and named["prior"] == "mri-fine"
+    gone = quality.name_the_prior(row, {"mri": {"sha256": "old"}}, current)
+    assert gone["setting"] == "tuned, prior sha256 old…"
+    assert quality.name_the_prior(row, {"mri": {"sha256": "pair0"}}, current) == row  # the default itself
+    assert quality.name_the_prior(row, {}, current) == row  # not recorded: unchanged
+    ct = {**row, "task": "ct-par-23"}
+    assert quality.name_the_prior(ct, {"mri": {"sha256": "aaa"}, "ct": {"sha256": "ccc"}}, current) == ct
+    tv = {**row, "kind": "classical", "setting": "classical"}
+    assert quality.name_the_prior(tv, {"mri": {"sha256": "aaa"}}, current) == tv
+    labelled = {**row, "setting": "tuned, prior x", "prior": "x"}
+    assert quality.name_the_prior(labelled, {"mri": {"sha256": "aaa"}}, current) == labelled
