@@ -18,8 +18,9 @@
    ``--transfer`` prints only a third table (:func:`transfer_table`): the prior against a TV
    denoiser with an oracle weight, on the quality benchmark's held-out images and on its real
    pydicom slices, at σ = 0.05–0.2; how much of the prior's lead survives on real anatomy.
-2. **Samples.** Unconditional samples by the deterministic EDM Heun sampler (Karras et al. 2022,
-   Algorithm 1) over the Karras σ schedule (ρ = 7) from the prior's σ_max to σ_min, then 0;
+2. **Samples.** Unconditional samples by EDM's stochastic Heun sampler (Karras et al. 2022,
+   Algorithm 2, ``--churn``; 0 gives the deterministic Algorithm 1) over the Karras σ schedule (ρ = 7)
+   from the prior's σ_max to σ_min, then 0;
    written with held-out data for comparison to ``benchmarks/figures/prior_samples.png``.
 
 Timings and numbers depend on the machine (and on others sharing it); the script prints where
@@ -62,14 +63,25 @@ def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7
 
 
 @torch.no_grad()
-def heun_sample(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """Deterministic EDM sampler (Karras et al. 2022, Algorithm 1, no churn); ``x`` starts at σ₀."""
+def edm_sample(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, churn: float = 0.0,
+               s_tmin: float = 0.05, s_tmax: float = 50.0, s_noise: float = 1.003,
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """EDM's sampler (Karras et al. 2022, Algorithm 2; ``churn = 0`` is the deterministic Algorithm 1):
+    at each level σᵢ in [s_tmin, s_tmax] raise the noise to σ̂ = σᵢ(1 + γ), γ = min(churn / N, √2 − 1), by
+    adding fresh noise of level s_noise·sqrt(σ̂² − σᵢ²), then take a Heun step of the probability-flow ODE
+    from σ̂ to σᵢ₊₁ (Euler on the last step to 0). ``x`` starts at σ₀; N = len(sigmas) − 1 steps. The
+    defaults are EDM's ImageNet-64 values (Table 5: S_churn 40 at N = 256; at our N = 32 γ is capped)."""
+    steps = len(sigmas) - 1
     for s, s_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
-        d = (x - denoiser(x, s)) / s  # dx/dσ of the probability-flow ODE
-        x_next = x + (s_next - s) * d  # Euler step
+        gamma = min(churn / steps, math.sqrt(2.0) - 1.0) if s_tmin <= s <= s_tmax else 0.0
+        s_hat = s * (1.0 + gamma)
+        if gamma > 0:
+            x = x + math.sqrt(s_hat**2 - s**2) * s_noise * randn_like(x, generator)
+        d = (x - denoiser(x, s_hat)) / s_hat  # dx/dσ of the probability-flow ODE
+        x_next = x + (s_next - s_hat) * d  # Euler step
         if s_next > 0:  # second-order correction
             d_next = (x_next - denoiser(x_next, s_next)) / s_next
-            x_next = x + (s_next - s) * 0.5 * (d + d_next)
+            x_next = x + (s_next - s_hat) * 0.5 * (d + d_next)
         x = x_next
     return x
 
@@ -298,6 +310,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="held-out images per source for the table (default 16); with --transfer the quality "
                          "benchmark's slices (default 10: its held-out images 0–4 of each set)")
     ap.add_argument("--samples", type=int, default=6, help="unconditional samples per prior")
+    ap.add_argument("--churn", type=float, default=40.0,
+                    help="EDM S_churn of the sampler (Algorithm 2, S_tmin 0.05, S_tmax 50, S_noise 1.003); 0: deterministic")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--anatomy", default=None, help="MNI152 npz from data_scripts/export_anatomy.py (default: nilearn)")
@@ -382,10 +396,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         shape = (args.samples, prior.data_channels, args.size, args.size)
         x0 = prior.sigma_max * randn_like(torch.empty(shape, dtype=dtype, device=device), gen)
         sigmas = karras_sigmas(args.steps, prior.sigma_min, prior.sigma_max)
-        samples = heun_sample(prior, x0, sigmas)
-        print(f"  {args.samples} samples at {args.size}² in {args.steps} Heun steps "
-              f"({2 * args.steps - 1} NFE): {time.perf_counter() - t0:.1f} s")
-        fig_rows.append((f"{name}: samples ({args.steps} Heun steps)", to_display(samples, prior.complex)))
+        samples = edm_sample(prior, x0, sigmas, churn=args.churn, generator=gen)
+        how = f"{args.steps} Heun steps, " + (f"S_churn {args.churn:g}" if args.churn else "deterministic")
+        print(f"  {args.samples} samples at {args.size}² ({how}, {2 * args.steps - 1} NFE): "
+              f"{time.perf_counter() - t0:.1f} s")
+        fig_rows.append((f"{name}: samples ({how})", to_display(samples, prior.complex)))
         for source, images in data.items():
             fig_rows.append((f"held-out {source}", to_display(images[: args.samples], prior.complex)))
 
