@@ -372,8 +372,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             continue
         kind = "mri" if prior.complex else "ct"
         parts = [(name, prior)] if not isinstance(prior, priors.CoarseToFine) else [
-            (f"{name} = {prior.manifest['fine']} for σ ≤ {prior.sigma_switch}, then", prior.fine),
-            (f"  {prior.manifest['coarse']} (coarse expert)", prior.coarse)]
+            (f"{name}: {prior.manifest['fine']} for σ ≤ {prior.sigma_switch}", prior.fine),
+            (f"{name}: coarse expert {prior.manifest['coarse']} above σ = {prior.sigma_switch}", prior.coarse)]
         for label, part in parts:
             m = part.manifest
             print(f"\n[{label}] {m.get('params', '?')} parameters, trained {m['steps']} steps on {m['device']} "

@@ -140,7 +140,9 @@ class CoarseToFine(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
         s = sigma_tensor(sigma, x)
-        high = s > self.sigma_switch
+        if isinstance(sigma, (int, float)):  # decided on the host: no device synchronisation
+            return self.coarse_estimate(x, s) if sigma > self.sigma_switch else self.fine(x, s)
+        high = s > self.sigma_switch  # a tensor of levels: one read-back per call on a GPU
         if bool(high.all()):
             return self.coarse_estimate(x, s)
         if not bool(high.any()):
