@@ -100,12 +100,18 @@ class CoarseToFine(nn.Module):
         size = size[0] if isinstance(size, (list, tuple)) else size
         if not isinstance(size, int) or size < 1:
             raise MedreconError(f"CoarseToFine: the coarse prior needs an integer image_size, found {size!r}")
+        scalings = [dict(getattr(p, "manifest", None) or {}).get("value_scaling") for p in (fine, coarse)]
+        if None not in scalings and scalings[0] != scalings[1]:
+            raise MedreconError(f"CoarseToFine: the fine and coarse priors were trained in other value scales "
+                                f"({scalings[0]} vs {scalings[1]})")
         self.fine, self.coarse = fine, coarse
         self.coarse_size, self.sigma_switch = int(size), float(sigma_switch)
         self.name = name
         self.manifest = dict(manifest) if manifest is not None else {
             "name": name, "arch": "coarse_to_fine", "sigma_switch": self.sigma_switch,
             "fine": getattr(fine, "name", None), "coarse": getattr(coarse, "name", None)}
+        if scalings[0] is not None:  # callers normalise images by manifest["value_scaling"], as for a Prior
+            self.manifest.setdefault("value_scaling", scalings[0])
 
     def __getattr__(self, name: str) -> Any:
         try:

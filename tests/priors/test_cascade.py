@@ -116,7 +116,9 @@ def test_a_pair_manifest_loads_by_name_and_checks_both_hashes(tmp_path, monkeypa
     monkeypatch.setenv("MEDRECON_CHECKPOINTS", str(tmp_path))
     assert priors.available() == ["coarse", "fine", "pair"]
     pair = priors.load("pair")
-    assert isinstance(pair, CoarseToFine) and pair.name == "pair" and pair.manifest == manifest
+    assert isinstance(pair, CoarseToFine) and pair.name == "pair"
+    # the recon path normalises by manifest["value_scaling"]: the pair carries its experts' scale
+    assert pair.manifest == {**manifest, "value_scaling": MANIFEST["value_scaling"]}
     x = torch.randn(2, 1, 32, 32, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
     expected = CoarseToFine(priors.load("fine"), priors.load("coarse"), 2.0)
     for sigma in (0.5, 5.0):
@@ -134,6 +136,14 @@ def test_a_pair_manifest_loads_by_name_and_checks_both_hashes(tmp_path, monkeypa
     (tmp_path / "pair.json").write_text(json.dumps(dict(manifest, coarse="missing")))
     with pytest.raises(MedreconError, match=r"missing\.safetensors"):
         priors.load("pair")
+
+
+def test_experts_must_share_a_value_scale(tmp_path):
+    _save_pair(tmp_path)
+    fine, coarse = priors.load(tmp_path / "fine"), priors.load(tmp_path / "coarse")
+    coarse.manifest["value_scaling"] = {"kind": "scale", "scale": 2.0}
+    with pytest.raises(MedreconError, match="value scales"):
+        CoarseToFine(fine, coarse, 1.0)
 
 
 def test_experts_must_agree_on_the_image_kind():
