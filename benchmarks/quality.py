@@ -726,14 +726,18 @@ def name_the_prior(run: dict, recorded: dict[str, dict], current: dict[str, dict
     """A diffusion row of an older file that ran with weights which are no longer the shipped default
     of its modality gets the setting ``<setting>, prior <name>`` (like a ``--priors`` run): ``name`` is
     the current checkpoint with the sha256 its file recorded (``recorded``, the file's
-    ``meta["priors"]``), else ``sha256 <hex>…``. Rows that name their prior, and rows whose file did not
-    record one, are returned unchanged; so is every row while the default's weights are the same."""
+    ``meta["priors"]``), else ``sha256 <hex>…``; rows of files that recorded no prior get ``not recorded``
+    once the default is a coarse-to-fine pair (which no such file can have used). Rows that name their
+    prior are returned unchanged; so is every row while the default's weights are the same."""
     if run.get("kind") != "diffusion" or "prior" in run:
         return run
     modality = "mri" if str(run.get("task", "")).startswith("mri") else "ct"
     used = (recorded.get(modality) or {}).get("sha256")
-    if not used or (current.get(modality) or {}).get("sha256") == used:
+    if (current.get(modality) or {}).get("sha256") == used:
         return run
+    if not used:  # an older script: which weights ran is unknown, only that the current default is newer
+        name = "not recorded" if (current.get(modality) or {}).get("pair_of") else None
+        return run if name is None else {**run, "setting": f"{run['setting']}, prior {name}", "prior": name}
     name = next((n for n, f in current.items() if f.get("sha256") == used), f"sha256 {used}…")
     return {**run, "setting": f"{run['setting']}, prior {name}", "prior": name}
 

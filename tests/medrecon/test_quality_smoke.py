@@ -288,7 +288,9 @@ def test_older_rows_name_the_prior_they_ran_with_once_the_default_changes(qualit
     gone = quality.name_the_prior(row, {"mri": {"sha256": "old"}}, current)
     assert gone["setting"] == "tuned, prior sha256 old…"
     assert quality.name_the_prior(row, {"mri": {"sha256": "pair0"}}, current) == row  # the default itself
-    assert quality.name_the_prior(row, {}, current) == row  # not recorded: unchanged
+    assert quality.name_the_prior(row, {}, current) == row  # not recorded, default a single network: unchanged
+    pair_now = {**current, "mri": {"sha256": "pair0", "pair_of": ["mri-fine", "mri-coarse"]}}
+    assert quality.name_the_prior(row, {}, pair_now)["setting"] == "tuned, prior not recorded"
     ct = {**row, "task": "ct-par-23"}
     assert quality.name_the_prior(ct, {"mri": {"sha256": "aaa"}, "ct": {"sha256": "ccc"}}, current) == ct
     tv = {**row, "kind": "classical", "setting": "classical"}
