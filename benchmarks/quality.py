@@ -423,6 +423,11 @@ def setting_label(setting: str, samples: int, prior: Optional[str] = None) -> st
     return f"{label}, prior {prior}" if prior else label
 
 
+def base_setting(label: str) -> str:
+    """The setting of a record's label without its ``, prior <name>`` part (:func:`setting_label`)."""
+    return label.split(", prior ", 1)[0]
+
+
 def parse_priors(text: str) -> dict[str, str]:
     """``--priors mri=NAME,ct=NAME`` → ``{"mri": NAME, "ct": NAME}`` (missing modalities keep their name)."""
     out = {"mri": "mri", "ct": "ct"}
@@ -833,7 +838,7 @@ def _notes(rs: list[dict], data: str) -> str:
     """What limits a comparison: diffusion settings measured, distinct images of the real set."""
     ok = [r for r in rs if r.get("status") == "ok" and r.get("kind") == "diffusion"]
     notes = []
-    if not any(r["setting"] == "official" for r in ok):
+    if not any(base_setting(r["setting"]) == "official" for r in ok):
         notes.append(f"diffusion at ≤ {max(r['nfe'] for r in ok)} NFE only (official settings not run)")
     distinct = next((r.get("facts", {}).get("distinct") for r in rs if r.get("status") == "ok"), None)
     if data == "ood" and distinct is not None:
@@ -918,7 +923,7 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
                   "| method | setting | steps | NFE | PSNR (dB) | SSIM | NMSE | s/slice | device | peak mem (MiB) | n |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         order = {m: i for i, m in enumerate(list(CLASSICAL[task.modality]) + list(METHODS))}
-        rs.sort(key=lambda r: (order.get(r["method"], 99), r["setting"] != "official"))
+        rs.sort(key=lambda r: (order.get(r["method"], 99), base_setting(r["setting"]) != "official", r["setting"]))
         for r in rs:
             if r.get("status") != "ok":
                 lines.append(f"| `{r['method']}` | {r['setting']} | | | not run: {r.get('error', '').splitlines()[0][:120]} | | | | | | |")
@@ -929,9 +934,9 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
                 f"{_bwd(r)} | {_fmt(mt['psnr'], 2)} | "
                 f"{_fmt(mt['ssim'], 3)} | {_fmt(mt['nmse'], 4)} | {r['seconds_per_slice']:.3g} | {r['device_name']} | "
                 f"{r['peak_mem_mb']:.0f} | {r['n']} |")
-        ran = {(r["method"], r["setting"]) for r in rs if r.get("status") == "ok"}
+        ran = {(r["method"], base_setting(r["setting"])) for r in rs if r.get("status") == "ok"}
         # a fast row at the official step count is the official setting (same schedule and options)
-        ran |= {(r["method"], "official") for r in rs if r.get("status") == "ok" and r["setting"] == "fast"
+        ran |= {(r["method"], "official") for r in rs if r.get("status") == "ok" and base_setting(r["setting"]) == "fast"
                 and r["method"] in METHODS and r.get("steps") == METHODS[r["method"]].steps}
         why_not = {m: not_applicable(m, task_name, size) for m in METHODS}
         absent = [f"`{m}` {s}" for m in METHODS for s in ("official", "fast")
@@ -978,7 +983,7 @@ def figures(runs: list[dict], images: dict, out_dir: Path) -> list[Path]:
         rs = [r for r in runs if r["task"] == t and r["data"] == d and r.get("size") == size and r.get("status") == "ok"
               and f"{g}|{r['method']}|{r['setting']}" in images]
         order = {m: i for i, m in enumerate(list(CLASSICAL[task.modality]) + list(METHODS))}
-        rs.sort(key=lambda r: (order.get(r["method"], 99), r["setting"] != "official"))
+        rs.sort(key=lambda r: (order.get(r["method"], 99), base_setting(r["setting"]) != "official", r["setting"]))
         sha = next((r.get("facts", {}).get("data_sha256") for r in rs if r.get("facts", {}).get("data_sha256")), None)
         target = images.get(f"{tkey}|{sha}", images[tkey])  # the ground truth these rows were computed on
         lo, hi = (float(target.min()), float(target.max()))
