@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/device_finetune.sh OUTDIR [TRAIN_SECONDS] [QUALITY_SECONDS]
 #
-# Starts from checkpoints/{mri,ct}-fine (--init-from), trains both concurrently on the one GPU with half
+# Starts from checkpoints/{mri,ct} (--init-from), trains both concurrently on the one GPU with half
 # of every batch made of random 128² crops of 256² generated images, exports the EMA weights, prints
 # the priors' quality and transfer tables, then runs the GPU plan of benchmarks/quality.py (official settings).
 #
@@ -28,19 +28,19 @@ COMMON=(--anatomy .devdata/mni152.npz --patch 128 --batch 64 --crop-from 256 --c
         --warmup-steps 50 --p-mean "$P_MEAN" --p-std "$P_STD" --ema-halflife 10000 --steps 100000 --time-limit "$TRAIN_SECONDS" --device cuda
         --amp bf16 --checkpoint-every 1000 --export-every 250 --log-every 50 --quiet)
 for r in mri ct; do
-    python3 -m medrecon.train --data $r-mixed --init-from checkpoints/$r-fine.safetensors --out "$OUT/$r-fine" \
+    python3 -m medrecon.train --data $r-mixed --init-from checkpoints/$r.safetensors --out "$OUT/$r" \
         --run-dir /tmp/runs/$r --seed 11 "${COMMON[@]}" > "$OUT/logs/train-$r.log" 2>&1 &
 done
 wait
-# the shipped priors are coarse-to-fine pairs (medrecon.priors.CoarseToFine): keep the coarse experts,
-# measure the switch for the new fine priors and write the pair manifests mri.json / ct.json beside them
+# the pairs mri-pair / ct-pair (medrecon.priors.CoarseToFine): keep the coarse experts, measure the
+# switch for the new networks and write the pair manifests beside them
 for r in mri ct; do
     cp /tmp/runs/$r/log.csv "$OUT/logs/finetune-$r.csv" 2>/dev/null
     cp checkpoints/$r-coarse.safetensors checkpoints/$r-coarse.json "$OUT/"
-    MEDRECON_CHECKPOINTS="$OUT" timeout 30 python3 benchmarks/priors.py --switch $r-fine $r-coarse --device cuda \
-        --n 16 --anatomy .devdata/mni152.npz --write-pair $r > "$OUT/logs/switch-$r.log" 2>&1
+    MEDRECON_CHECKPOINTS="$OUT" timeout 30 python3 benchmarks/priors.py --switch $r $r-coarse --device cuda \
+        --n 16 --anatomy .devdata/mni152.npz --write-pair $r-pair > "$OUT/logs/switch-$r.log" 2>&1
 done
-MEDRECON_CHECKPOINTS="$OUT" timeout 35 python3 benchmarks/priors.py --device cuda --anatomy .devdata/mni152.npz \
+MEDRECON_CHECKPOINTS="$OUT" timeout 50 python3 benchmarks/priors.py --priors mri ct mri-pair ct-pair --device cuda --anatomy .devdata/mni152.npz \
     --size 256 --steps 64 --n 32 --figure "$OUT/logs/prior_samples.png" > "$OUT/logs/priors-bench.log" 2>&1
 # does the fine-tune transfer? the prior against TV on the benchmark's held-out and real slices (CPU baseline:
 # benchmarks/logs/priors-cpu-transfer.txt, lead over TV held-out / real: 4.1-4.4 / 1.3-1.4 dB MRI, 5.8-6.8 / 0.25-0.43 dB CT)
