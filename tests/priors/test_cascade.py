@@ -153,3 +153,20 @@ def test_experts_must_agree_on_the_image_kind():
         CoarseToFine(fine, real_coarse, 1.0)
     with pytest.raises(MedreconError, match="sigma_switch"):
         CoarseToFine(fine, coarse, 0.0)
+
+
+@pytest.mark.parametrize("name, complex_images", [("mri-pair", True), ("ct-pair", False)])
+def test_the_shipped_pairs_load_and_switch_where_their_manifest_says(name, complex_images):
+    """The shipped pairs: both checkpoints sha-checked, ≤ 15 MiB together, the full network at and below
+    σ_switch, the 32² expert above it (blocks of 4 at 128²)."""
+    pair = priors.load(name)
+    folder = priors.checkpoints_dir()
+    size = sum((folder / f"{pair.manifest[r]}.safetensors").stat().st_size for r in ("fine", "coarse"))
+    assert size <= 15 * 2**20 and pair.complex is complex_images
+    assert pair.manifest["fine"] == name.split("-")[0] and pair.coarse.image_size == 32
+    dtype = torch.complex64 if complex_images else torch.float32
+    x = torch.randn(1, 1, 128, 128, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    s = pair.sigma_switch
+    assert torch.equal(pair(x, s), pair.fine(x, s))
+    high = pair(x, 2 * s)
+    assert torch.equal(high, high[..., ::4, ::4].repeat_interleave(4, -2).repeat_interleave(4, -1))
