@@ -56,7 +56,10 @@ def block_factor(height: int, width: int, coarse_size: int) -> int:
 
 
 def _block_mean_padded(x: torch.Tensor, f: int) -> torch.Tensor:
-    """Mean over ``f × f`` blocks; sizes that ``f`` does not divide are reflect-padded at the end."""
+    """:func:`~medrecon.data.synthetic.block_mean` (the training data's ``P``); sizes that ``f`` does not
+    divide are first padded at the end by repeating the last row and column."""
+    from medrecon.data.synthetic import block_mean  # the one definition; data is not loaded with priors
+
     h, w = x.shape[-2:]
     ph, pw = (-h) % f, (-w) % f
     if ph or pw:
@@ -65,8 +68,7 @@ def _block_mean_padded(x: torch.Tensor, f: int) -> torch.Tensor:
         if x.is_complex():
             parts = torch.view_as_complex(parts.unflatten(1, (2, -1)).movedim(1, -1).contiguous())
         x = parts
-    H, W = x.shape[-2:]
-    return x.reshape(*x.shape[:-2], H // f, f, W // f, f).mean(dim=(-3, -1))
+    return block_mean(x, f)
 
 
 def _upsample(z: torch.Tensor, f: int, height: int, width: int) -> torch.Tensor:
