@@ -377,8 +377,9 @@ def prior_facts(names: Iterable[str] = ("mri", "ct")) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for name in dict.fromkeys(names):
         weights, card = ROOT / "checkpoints" / f"{name}.safetensors", ROOT / "checkpoints" / f"{name}.json"
-        if not weights.is_file() and card.is_file() and json.loads(card.read_text()).get("arch") == "coarse_to_fine":
-            c = json.loads(card.read_text())  # a CoarseToFine pair: its file's hash, and both parts listed
+        pair = json.loads(card.read_text()) if card.is_file() and not weights.is_file() else {}
+        if pair.get("arch") == "coarse_to_fine":  # a CoarseToFine pair: its file's hash, and both parts listed
+            c = pair
             out[name] = {"sha256": hashlib.sha256(card.read_bytes()).hexdigest()[:12], "pair_of": [c["fine"], c["coarse"]],
                          "sigma_switch": c["sigma_switch"]}
             out.update({k: v for k, v in prior_facts((c["fine"], c["coarse"])).items() if k not in out})
