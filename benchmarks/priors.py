@@ -105,12 +105,23 @@ def unit_scale(x: torch.Tensor, is_complex: bool) -> torch.Tensor:
     return x.abs().flatten(1).amax(1).clamp_min(1e-12)
 
 
+def to_unit(images: torch.Tensor, is_complex: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(s, images / s)``: the :func:`unit_scale` factors and the images on the [0, 1] scale."""
+    s = unit_scale(images, is_complex)
+    return s, images / s.reshape(-1, 1, 1, 1).to(images.real.dtype)
+
+
+def rmse_and_mean_image(x01: torch.Tensor) -> tuple[Callable[[torch.Tensor], float], torch.Tensor]:
+    """The mean per-image RMSE against ``x01`` and the leave-one-out mean image of ``x01`` (for each image,
+    the mean of the others): the reference estimator that ignores its input."""
+    loo_mean = (x01.sum(0, keepdim=True) - x01) / max(len(x01) - 1, 1)
+    return (lambda a: (a - x01).abs().square().flatten(1).mean(1).sqrt().mean().item()), loo_mean
+
+
 @torch.no_grad()
 def denoise_table(prior: priors.Prior, images: torch.Tensor, seed: int, batch: int) -> list[tuple[float, float, float]]:
     """``[(σ, input PSNR, output PSNR)]`` averaged over the images (module docstring)."""
-    s = unit_scale(images, prior.complex)
-    view = (-1, 1, 1, 1)
-    x01 = images / s.reshape(view).to(images.real.dtype)
+    s, x01 = to_unit(images, prior.complex)
     rows = []
     for k, sigma in enumerate(SIGMAS):
         gen = torch.Generator(device=images.device).manual_seed(seed * 1000 + k)
@@ -143,11 +154,8 @@ def high_sigma_table(prior: priors.Prior, images: torch.Tensor, seed: int, batch
     the other held-out images: an estimator that ignores the input. The MMSE denoiser beats it at
     every σ and tends to it as σ → ∞; a denoiser worse than it at σ has not learnt that level (too few
     training draws there), and samples started above that σ get their layout from noise."""
-    s = unit_scale(images, prior.complex)
-    view = (-1, 1, 1, 1)
-    x01 = images / s.reshape(view).to(images.real.dtype)
-    loo_mean = (x01.sum(0, keepdim=True) - x01) / max(len(x01) - 1, 1)
-    rmse = lambda a: (a - x01).abs().square().flatten(1).mean(1).sqrt().mean().item()
+    s, x01 = to_unit(images, prior.complex)
+    rmse, loo_mean = rmse_and_mean_image(x01)
     rows = []
     for k, sigma in enumerate(HIGH_SIGMAS):
         gen = torch.Generator(device=images.device).manual_seed(seed * 1000 + 100 + k)
@@ -162,10 +170,8 @@ def switch_table(pair: priors.CoarseToFine, images: torch.Tensor, seed: int, bat
     on :data:`SWITCH_SIGMAS`, same scale and noise as :func:`high_sigma_table`: where the expert may answer."""
     from medrecon.priors.base import sigma_tensor
 
-    s = unit_scale(images, pair.complex)
-    x01 = images / s.reshape(-1, 1, 1, 1).to(images.real.dtype)
-    loo_mean = (x01.sum(0, keepdim=True) - x01) / max(len(x01) - 1, 1)
-    rmse = lambda a: (a - x01).abs().square().flatten(1).mean(1).sqrt().mean().item()
+    s, x01 = to_unit(images, pair.complex)
+    rmse, loo_mean = rmse_and_mean_image(x01)
     coarse = lambda x, sigma: pair.coarse_estimate(x, sigma_tensor(sigma, x))
     rows = []
     for k, sigma in enumerate(SWITCH_SIGMAS):
@@ -214,8 +220,7 @@ def transfer_table(prior: Callable, images: torch.Tensor, seed: int, batch: int,
     measures how much of the prior's advantage survives on anatomy it never saw."""
     from medrecon.baselines import tv_prox
 
-    s = unit_scale(images, is_complex)
-    x01 = images / s.reshape(-1, 1, 1, 1).to(images.real.dtype)
+    s, x01 = to_unit(images, is_complex)
     rows = []
     for k, sigma in enumerate(sigmas):
         gen = torch.Generator(device=images.device).manual_seed(seed * 1000 + 200 + k)

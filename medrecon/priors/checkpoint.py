@@ -340,12 +340,12 @@ def _load_pair(manifest: dict, json_path: Path, device: Optional[Union[str, torc
         if not isinstance(name, str) or not name or "/" in name or name == json_path.stem:
             raise MedreconError(f"{json_path}: {role!r} must name another checkpoint in its folder, found {name!r}")
         prior = load(json_path.with_name(name + ".safetensors"), device=device)
+        if isinstance(prior, CoarseToFine):  # before the hash check: a pair's "sha256" is a dict of its parts
+            raise MedreconError(f"{json_path}: the {role} prior {name!r} is itself a pair")
         expected = (manifest["sha256"] or {}).get(name) if isinstance(manifest["sha256"], dict) else None
         if expected != prior.manifest["sha256"]:
             raise MedreconError(f"{json_path}: the {role} prior {name!r} has sha256 {prior.manifest['sha256']}, "
                                 f"the pair expects {expected}")
-        if isinstance(prior, CoarseToFine):
-            raise MedreconError(f"{json_path}: the {role} prior {name!r} is itself a pair")
         parts[role] = prior
     try:
         switch = float(manifest["sigma_switch"])

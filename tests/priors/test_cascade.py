@@ -133,6 +133,10 @@ def test_a_pair_manifest_loads_by_name_and_checks_both_hashes(tmp_path, monkeypa
     (tmp_path / "pair.json").write_text(json.dumps(bad))
     with pytest.raises(MedreconError, match=r"pair\.json.*lacks the required key 'sigma_switch'"):
         priors.load("pair")
+    priors.save_pair(tmp_path / "inner", "fine", "coarse", 2.0)
+    (tmp_path / "pair.json").write_text(json.dumps(dict(manifest, coarse="inner")))
+    with pytest.raises(MedreconError, match=r"pair\.json: the coarse prior 'inner' is itself a pair"):
+        priors.load("pair")
     (tmp_path / "pair.json").write_text(json.dumps(dict(manifest, coarse="missing")))
     with pytest.raises(MedreconError, match=r"missing\.safetensors"):
         priors.load("pair")
