@@ -1,55 +1,83 @@
 #!/usr/bin/env bash
-# Second device call: fine-tune the shipped priors on patch crops (--crop-from), then measure.
+# One device call: fine-tune the shipped priors with more high-noise training, then measure them.
 #
-#   bash benchmarks/device_finetune.sh OUTDIR [TRAIN_SECONDS] [QUALITY_SECONDS]
+#   bash benchmarks/device_finetune.sh OUTDIR [TRAIN_SECONDS] [TOTAL_SECONDS]
 #
-# Starts from checkpoints/{mri,ct} (--init-from), trains both concurrently on the one GPU with half
-# of every batch made of random 128² crops of 256² generated images, exports the EMA weights, prints
-# the priors' quality and transfer tables, then runs the GPU plan of benchmarks/quality.py (official settings).
+# Starts from checkpoints/{mri,ct} (--init-from) and trains both concurrently on the one GPU (half of
+# every batch random 128² crops of 256² images), exporting the EMA weights to OUTDIR/{mri,ct}.safetensors
+# every 250 steps (a call cut short still returns weights). Then, with the GPU to itself and every step
+# bounded by TOTAL_SECONDS from the start:
+#   1. the transfer table (prior against TV as denoisers, held-out and real slices) of the shipped
+#      networks (renamed mri-v1, ct-v1) and the fine-tuned ones, in the same run;
+#   2. the coarse-to-fine switch of each fine-tuned network with the shipped coarse expert, written as
+#      the pair manifests mri-pair / ct-pair;
+#   3. benchmarks/priors.py on mri, ct, mri-pair, ct-pair at 128² (the denoising bar, the high-noise
+#      table, samples and the figure), the settings of benchmarks/logs/priors-cpu-pair.txt.
+# Manifests, logs and the figure come back in OUTDIR/logs.tar.gz (the device returns at most 8 files).
 #
-# Noise levels: ln σ ~ N(P_MEAN, P_STD²). EDM's (−1.2, 1.2) draws σ ≥ 5 for 0.96 % of images and σ ≥ 20
-# for 0.02 %: the shipped priors (≈ 190k images) saw about 1,800 and 40 such draws, and their
-# denoisers are worse than the mean image there (CT from σ = 5–10, MRI at σ = 80;
-# benchmarks/logs/priors-cpu-high-sigma.txt), so unconditional samples get their layout from noise.
-# (−0.4, 1.6) draws σ ≥ 5 for 10.5 %, σ ≥ 20 for 1.7 %, and keeps 5.2 % below σ = 0.05 (EDM: 6.7 %).
+# Noise levels: ln σ ~ N(P_MEAN, P_STD²). EDM's (−1.2, 1.2) draws σ ∈ [1, 4] for 14 % of images and
+# σ ≥ 5 for 1 %; (−0.4, 1.6) draws 27 % and 10.5 %, and keeps 5.2 % below σ = 0.05 (EDM: 6.7 %).
+# Unconditional MRI samples get their inside at σ = 1–4 (session 7: the full network answers there and
+# has not learnt brain structure), CT's denoiser is worse than the mean image from σ = 20 up.
+# DEV=cpu with small times is the dry run of this script.
 set -u
-OUT=${1:?usage: device_finetune.sh OUTDIR [TRAIN_SECONDS] [QUALITY_SECONDS]}
-TRAIN_SECONDS=${2:-170}
-QUALITY_SECONDS=${3:-100}
+OUT=${1:?usage: device_finetune.sh OUTDIR [TRAIN_SECONDS] [TOTAL_SECONDS]}
+TRAIN_SECONDS=${2:-380}
+TOTAL_SECONDS=${3:-540}
+DEV=${DEV:-cuda}
+BATCH=${BATCH:-128}
 P_MEAN=${P_MEAN:--0.4}
 P_STD=${P_STD:-1.6}
-mkdir -p "$OUT/logs"
-# the benchmark's held-out slices, carried like device_check.sh does (else they are regenerated on the CPU)
-if [ -d .devcarry/heldout ]; then mkdir -p .devdata/heldout && cp --update=none .devcarry/heldout/*.npz .devdata/heldout/; fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name --format=csv,noheader | tee "$OUT/logs/gpu.txt"
-COMMON=(--anatomy .devdata/mni152.npz --patch 128 --batch 64 --crop-from 256 --crop-fraction 0.5
+T0=$(date +%s)
+left() { echo $(( TOTAL_SECONDS - ($(date +%s) - T0) )); }
+bounded() { local cap=$1; shift; local l; l=$(left); [ "$l" -gt 5 ] || { echo "skipped (no time): $*"; return 0; }
+            timeout $(( cap < l ? cap : l )) "$@"; }
+L=/tmp/medrecon-ft/logs CK=/tmp/medrecon-ft/ck
+mkdir -p "$OUT" "$L" "$CK"
+exec > >(tee -a "$L/run.log") 2>&1
+if ls .devcarry/whl/*.whl > /dev/null 2>&1; then   # pydicom: the transfer table's real slices
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .devcarry/whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+if [ -d .devcarry/heldout ]; then mkdir -p .devdata/heldout && cp -n .devcarry/heldout/*.npz .devdata/heldout/; fi
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1
+[ "$DEV" = cuda ] && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+AMP=off; [ "$DEV" = cuda ] && AMP=bf16
+COMMON=(--anatomy .devdata/mni152.npz --patch 128 --batch "$BATCH" --crop-from 256 --crop-fraction 0.5
         --model-channels 32 --channel-mult 1,2,3,4 --num-blocks 1,2,2,2 --attn-levels 3 --lr 2e-4
-        --warmup-steps 50 --p-mean "$P_MEAN" --p-std "$P_STD" --ema-halflife 10000 --steps 100000 --time-limit "$TRAIN_SECONDS" --device cuda
-        --amp bf16 --checkpoint-every 1000 --export-every 250 --log-every 50 --quiet)
+        --warmup-steps 50 --p-mean "$P_MEAN" --p-std "$P_STD" --ema-halflife 10000 --steps 100000
+        --time-limit "$TRAIN_SECONDS" --device "$DEV" --amp "$AMP" --checkpoint-every 100000 --export-every 250
+        --log-every 50 --quiet)
+echo "[$(( $(date +%s) - T0 )) s] training"
+PIDS=()
 for r in mri ct; do
     python3 -m medrecon.train --data $r-mixed --init-from checkpoints/$r.safetensors --out "$OUT/$r" \
-        --run-dir /tmp/runs/$r --seed 11 "${COMMON[@]}" > "$OUT/logs/train-$r.log" 2>&1 &
+        --run-dir /tmp/runs/$r --seed 12 "${COMMON[@]}" > "$L/train-$r.log" 2>&1 &
+    PIDS+=($!)
 done
-wait
-# the pairs mri-pair / ct-pair (medrecon.priors.CoarseToFine): keep the coarse experts, measure the
-# switch for the new networks and write the pair manifests beside them
+wait "${PIDS[@]}"   # by pid: a bare wait also waits for the tee above
+echo "[$(( $(date +%s) - T0 )) s] trained"; tail -n 3 "$L"/train-*.log
 for r in mri ct; do
-    cp /tmp/runs/$r/log.csv "$OUT/logs/finetune-$r.csv" 2>/dev/null
-    cp checkpoints/$r-coarse.safetensors checkpoints/$r-coarse.json "$OUT/"
-    MEDRECON_CHECKPOINTS="$OUT" timeout 30 python3 benchmarks/priors.py --switch $r $r-coarse --device cuda \
-        --n 16 --anatomy .devdata/mni152.npz --write-pair $r-pair > "$OUT/logs/switch-$r.log" 2>&1
+    cp /tmp/runs/$r/log.csv "$L/finetune-$r.csv" 2>/dev/null
+    cp checkpoints/$r.safetensors "$CK/$r-v1.safetensors"; cp checkpoints/$r.json "$CK/$r-v1.json"
+    cp checkpoints/$r-coarse.safetensors checkpoints/$r-coarse.json "$CK/"
+    cp "$OUT/$r.safetensors" "$OUT/$r.json" "$CK/" && cp "$OUT/$r.json" "$L/"
 done
-MEDRECON_CHECKPOINTS="$OUT" timeout 50 python3 benchmarks/priors.py --priors mri ct mri-pair ct-pair --device cuda --anatomy .devdata/mni152.npz \
-    --size 256 --steps 64 --n 32 --figure "$OUT/logs/prior_samples.png" > "$OUT/logs/priors-bench.log" 2>&1
-# does the fine-tune transfer? the prior against TV on the benchmark's held-out and real slices (CPU baseline:
-# benchmarks/logs/priors-cpu-transfer.txt, lead over TV held-out / real: 4.1-4.4 / 1.3-1.4 dB MRI, 5.8-6.8 / 0.25-0.43 dB CT)
-MEDRECON_CHECKPOINTS="$OUT" timeout 40 python3 benchmarks/priors.py --transfer --device cuda --n 10 --size 128 \
-    --anatomy .devdata/mni152.npz > "$OUT/logs/priors-transfer.log" 2>&1
-tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs && rm -rf "$OUT/logs"   # before the last step: a timeout keeps them
-if [ -f benchmarks/quality.py ]; then
-    MEDRECON_CHECKPOINTS="$OUT" timeout "$QUALITY_SECONDS" python3 benchmarks/quality.py --gpu-plan --device cuda \
-        --budget-s $((QUALITY_SECONDS - 20)) --anatomy .devdata/mni152.npz --json "$OUT/quality-gpu.json" \
-        --no-report > "$OUT/quality-gpu.log" 2>&1
-fi
+export MEDRECON_CHECKPOINTS=$CK
+# 1 and 2 share the GPU
+bounded 70 python3 benchmarks/priors.py --transfer --priors mri-v1 mri ct-v1 ct --device "$DEV" --n 10 --size 128 \
+    --anatomy .devdata/mni152.npz > "$L/priors-transfer.log" 2>&1 &
+PIDS=($!)
+for r in mri ct; do
+    bounded 60 python3 benchmarks/priors.py --switch $r $r-coarse --device "$DEV" --n 16 \
+        --anatomy .devdata/mni152.npz --write-pair $r-pair > "$L/switch-$r.log" 2>&1 &
+    PIDS+=($!)
+done
+wait "${PIDS[@]}"
+echo "[$(( $(date +%s) - T0 )) s] transfer and switch done"
+cp "$CK"/*-pair.json "$L/" 2>/dev/null
+bounded 90 python3 benchmarks/priors.py --priors mri ct mri-pair ct-pair --device "$DEV" --anatomy .devdata/mni152.npz \
+    --size 128 --steps 32 --n 16 --samples 6 --figure "$L/prior_samples.png" > "$L/priors-bench.log" 2>&1
+echo "[$(( $(date +%s) - T0 )) s] done"
+tar -C "$(dirname "$L")" -czf "$OUT/logs.tar.gz" logs
 ls -la "$OUT"

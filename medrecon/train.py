@@ -734,7 +734,9 @@ def _run(args: argparse.Namespace, ddp: _Dist, device: torch.device, source: Any
                 "stopped_by": stopped_by,
                 "init_from": None if init is None else {
                     "path": str(init.path), "sha256": init.manifest["sha256"], "steps": init.manifest["steps"],
-                    "device": init.manifest.get("device"), "train_seconds": init.manifest.get("train_seconds")},
+                    "device": init.manifest.get("device"), "train_seconds": init.manifest.get("train_seconds"),
+                    # the whole lineage: what the initial weights were themselves fine-tuned from
+                    "init_from": (init.manifest.get("training") or {}).get("init_from")},
                 "crops": {"crop_from": args.crop_from, "fraction": args.crop_fraction} if args.crop_from else None,
                 "pool": args.pool,
             },

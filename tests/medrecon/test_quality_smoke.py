@@ -288,12 +288,30 @@ def test_older_rows_name_the_prior_they_ran_with_once_the_default_changes(qualit
     gone = quality.name_the_prior(row, {"mri": {"sha256": "old"}}, current)
     assert gone["setting"] == "tuned, prior sha256 old…"
     assert quality.name_the_prior(row, {"mri": {"sha256": "pair0"}}, current) == row  # the default itself
-    assert quality.name_the_prior(row, {}, current) == row  # not recorded, default a single network: unchanged
-    pair_now = {**current, "mri": {"sha256": "pair0", "pair_of": ["mri-fine", "mri-coarse"]}}
-    assert quality.name_the_prior(row, {}, pair_now)["setting"] == "tuned, prior not recorded"
+    assert quality.name_the_prior(row, {}, current)["setting"] == "tuned, prior not recorded"  # an older script
     ct = {**row, "task": "ct-par-23"}
     assert quality.name_the_prior(ct, {"mri": {"sha256": "aaa"}, "ct": {"sha256": "ccc"}}, current) == ct
     tv = {**row, "kind": "classical", "setting": "classical"}
     assert quality.name_the_prior(tv, {"mri": {"sha256": "aaa"}}, current) == tv
     labelled = {**row, "setting": "tuned, prior x", "prior": "x"}
     assert quality.name_the_prior(labelled, {"mri": {"sha256": "aaa"}}, current) == labelled
+
+
+def test_targets_judge_one_prior_at_a_time(quality):
+    """A target compares rows of one prior: the shipped prior's where it has them, else another's, named."""
+    def row(method, setting, nfe, psnr, prior=None, kind="diffusion"):
+        r = {"task": "mri-sc-4x", "data": "heldout", "size": 128, "method": method, "setting": setting,
+             "kind": kind, "nfe": nfe, "status": "ok", "metrics": {"psnr": [psnr]}}
+        return r if prior is None else {**r, "setting": f"{setting}, prior {prior}", "prior": prior}
+
+    tv = row("tv", "classical", 0, 25.0, kind="classical")
+    old_fast, old_slow = row("ddnm", "tuned", 100, 29.0, "old"), row("song2022", "official", 2000, 30.0, "old")
+    new_fast = row("ddnm", "tuned", 100, 28.0)
+    text = "\n".join(quality.targets_section([tv, old_fast, old_slow, new_fast]))
+    plus2 = next(l for l in text.splitlines() if l.startswith("| diffusion ≥ classical"))
+    assert "28.00 dB" in plus2 and "+3.00 dB" in plus2 and "prior old" not in plus2  # the shipped prior's row
+    nfe = next(l for l in text.splitlines() if l.startswith("| ≤100-NFE"))
+    assert "29.00 dB" in nfe and "30.00 dB" in nfe and "missed by 0.50 dB" in nfe  # both of prior old, never 28 vs 30
+    assert "prior old: the shipped prior was not run here" in nfe
+    only_old = "\n".join(quality.targets_section([tv, old_fast]))
+    assert "+4.00 dB" in only_old and "prior old: the shipped prior was not run here" in only_old

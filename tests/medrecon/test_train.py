@@ -369,6 +369,11 @@ def test_init_from_starts_at_the_exported_weights(tmp_path):
     a, b = priors.load(str(first.export_path)), priors.load(str(again.export_path))
     assert b.sigma_data == a.sigma_data
     assert b.manifest["training"]["init_from"]["sha256"] == a.manifest["sha256"]
+    assert b.manifest["training"]["init_from"]["init_from"] is None  # a was trained from scratch
+    third = train.run(parse(tiny_args(tmp_path, "c", "--steps", "1", "--init-from", str(again.export_path))),
+                      source=PatternSource(complex=True))
+    lineage = priors.load(str(third.export_path)).manifest["training"]["init_from"]
+    assert [lineage["sha256"], lineage["init_from"]["sha256"]] == [b.manifest["sha256"], a.manifest["sha256"]]
     for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
         torch.testing.assert_close(pb, pa, rtol=1e-3, atol=1e-6, msg=name)  # EMA/fp16 rounding only
 
