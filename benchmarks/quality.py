@@ -442,6 +442,12 @@ def base_setting(label: str) -> str:
     return label.split(", prior ", 1)[0]
 
 
+def prior_label(run: dict) -> Optional[str]:
+    """The ``<name>`` of a row's ``, prior <name>`` setting suffix; None for a row of the shipped prior."""
+    parts = str(run.get("setting", "")).split(", prior ", 1)
+    return parts[1] if len(parts) == 2 else None
+
+
 def parse_priors(text: str) -> dict[str, str]:
     """``--priors mri=NAME,ct=NAME`` → ``{"mri": NAME, "ct": NAME}`` (missing modalities keep their name)."""
     out = {"mri": "mri", "ct": "ct"}
@@ -747,11 +753,13 @@ def name_the_prior(run: dict, recorded: dict[str, dict], current: dict[str, dict
     the current checkpoint with the sha256 its file recorded (``recorded``, the file's
     ``meta["priors"]``), else ``sha256 <hex>…``; rows of files that recorded no prior (scripts older than
     the ``priors`` meta, all written before today's default weights) get ``not recorded``. Rows that name
-    their prior are returned unchanged; so is every row that ran with the default's weights."""
-    if run.get("kind") != "diffusion" or "prior" in run:
+    their prior in the setting (``--priors`` runs) are returned unchanged; so is every row that ran with
+    the default's weights. A row's ``prior`` (the name it loaded, recorded since session 7) picks its
+    entry of ``recorded``."""
+    if run.get("kind") != "diffusion" or prior_label(run) is not None:
         return run
     modality = "mri" if str(run.get("task", "")).startswith("mri") else "ct"
-    used = (recorded.get(modality) or {}).get("sha256")
+    used = (recorded.get(run.get("prior") or modality) or {}).get("sha256")
     if (current.get(modality) or {}).get("sha256") == used:
         return run
     if not used:  # an older script: which weights ran is unknown, only that the current default is newer
@@ -854,13 +862,13 @@ def _slow(rows: list[dict]) -> list[dict]:
 
 
 def _rows_of_one_prior(rows: list[dict], enough: Callable[[list[dict]], bool]) -> tuple[Optional[str], list[dict]]:
-    """The diffusion rows a target is judged on: those of the shipped prior (``prior`` None) when they
-    are ``enough``, else those of the other prior with the most rows that are (a target never mixes
+    """The diffusion rows a target is judged on: those of the shipped prior (no :func:`prior_label`) when
+    they are ``enough``, else those of the other prior with the most rows that are (a target never mixes
     priors: a fast row of new weights against a slow row of old ones compares nothing)."""
     by_prior: dict[Optional[str], list[dict]] = {}
     for r in rows:
         if r.get("kind") == "diffusion" and r.get("status") == "ok":
-            by_prior.setdefault(r.get("prior"), []).append(r)
+            by_prior.setdefault(prior_label(r), []).append(r)
     if enough(by_prior.get(None, [])):
         return None, by_prior[None]
     usable = sorted(((p, g) for p, g in by_prior.items() if p is not None and enough(g)), key=lambda pg: -len(pg[1]))

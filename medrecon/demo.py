@@ -7,9 +7,9 @@ file there — else generated in code from scikit-image's Shepp–Logan phantom 
 * MRI: single-coil, 4× equispaced-fraction mask (8 % centre), simulated with
   :func:`medrecon.io.simulate.simulate_mri`; methods zero-filled, TV, and ``ddnm`` with the ``mri`` prior
   at its tuned preset (the prior's EDM noise schedule, ``samplers.METHODS["ddnm"].tuned``; measured on
-  this case: 26.22 dB against 24.29 dB with the published linear-β schedule, both 100 NFE).
+  this case: 26.47 dB against 24.51 dB with the published linear-β schedule, both 100 NFE).
 * CT: parallel beam, 60 views over 180°, 10⁶ photons per bin; methods FBP, TV, and ``dds`` with
-  the ``ct`` prior (on this case 40.58 dB, against 35.11 dB for ``ddnm`` at its tuned preset).
+  the ``ct`` prior (on this case 41.69 dB, against 35.05 dB for ``ddnm`` at its tuned preset).
 
 The diffusion column is skipped with a printed note when the prior or the samplers cannot be
 loaded. Budget: ≤ 3 minutes on 2 CPU cores (diffusion at ``steps`` ≤ 100 NFE on 128² images).

@@ -295,13 +295,16 @@ def test_older_rows_name_the_prior_they_ran_with_once_the_default_changes(qualit
     assert quality.name_the_prior(tv, {"mri": {"sha256": "aaa"}}, current) == tv
     labelled = {**row, "setting": "tuned, prior x", "prior": "x"}
     assert quality.name_the_prior(labelled, {"mri": {"sha256": "aaa"}}, current) == labelled
+    loaded = {**row, "prior": "mri"}  # newer files name the prior each row loaded; its recorded hash decides
+    assert quality.name_the_prior(loaded, {"mri": {"sha256": "pair0"}}, current) == loaded
+    assert quality.name_the_prior(loaded, {"mri": {"sha256": "old"}}, current)["setting"] == "tuned, prior sha256 old…"
 
 
 def test_targets_judge_one_prior_at_a_time(quality):
     """A target compares rows of one prior: the shipped prior's where it has them, else another's, named."""
     def row(method, setting, nfe, psnr, prior=None, kind="diffusion"):
         r = {"task": "mri-sc-4x", "data": "heldout", "size": 128, "method": method, "setting": setting,
-             "kind": kind, "nfe": nfe, "status": "ok", "metrics": {"psnr": [psnr]}}
+             "kind": kind, "nfe": nfe, "status": "ok", "metrics": {"psnr": [psnr]}, "prior": "mri"}
         return r if prior is None else {**r, "setting": f"{setting}, prior {prior}", "prior": prior}
 
     tv = row("tv", "classical", 0, 25.0, kind="classical")
