@@ -20,6 +20,8 @@
 # Unconditional MRI samples get their inside at σ = 1–4 (session 7: the full network answers there and
 # has not learnt brain structure), CT's denoiser is worse than the mean image from σ = 20 up.
 # DEV=cpu with small times is the dry run of this script.
+# Carry .devcarry and .devdata/mni152.npz. The tracked tree (77 MB in session 8) is over the device's 64 MiB:
+# that session moved benchmarks/logs/*.npz and benchmarks/figures/quality_* aside (tar) for its calls.
 set -u
 OUT=${1:?usage: device_finetune.sh OUTDIR [TRAIN_SECONDS] [TOTAL_SECONDS]}
 TRAIN_SECONDS=${2:-380}
