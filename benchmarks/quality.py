@@ -825,7 +825,7 @@ def targets_section(runs: list[dict]) -> list[str]:
     for task, d, size in sorted((g for g in groups(runs) if g[0] in target_tasks), key=lambda g: (target_tasks.index(g[0]), g[2])):
         rs = [r for r in runs if r["task"] == task and r["data"] == d and r.get("size") == size]
         prior, diffusion = _rows_of_one_prior(rs, lambda group: bool(group))
-        bd = _best(diffusion, lambda r: True)
+        bd = _best(diffusion, lambda r: True)  # diffusion rows of one prior
         bc = _best(rs, lambda r: r.get("kind") == "classical")
         if bd is None or bc is None:
             lines.append(f"| diffusion ≥ classical + 2 dB | {task} {size}² | {d} | {_name(bd)} | {_name(bc)} | – | not measured | |")
@@ -837,8 +837,8 @@ def targets_section(runs: list[dict]) -> list[str]:
                      f"{_name(bc)} {_psnr(bc):.2f} dB | {margin:+.2f} dB | {status} | {notes} |")
     for task, d, size in groups(runs):
         rs = [r for r in runs if r["task"] == task and r["data"] == d and r.get("size") == size]
-        prior, diffusion = _rows_of_one_prior(rs, lambda group: bool(_fast(group)) and bool(_slow(group)))
-        fast, slow = _best(_fast(diffusion), lambda r: True), _best(_slow(diffusion), lambda r: True)
+        prior, diffusion = _rows_of_one_prior(rs, lambda group: any(map(_is_fast, group)) and any(map(_is_slow, group)))
+        fast, slow = _best(diffusion, _is_fast), _best(diffusion, _is_slow)
         if fast is None and slow is None:
             continue
         if fast is None or slow is None:
@@ -853,12 +853,12 @@ def targets_section(runs: list[dict]) -> list[str]:
     return lines
 
 
-def _fast(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r.get("status") == "ok" and 0 < r.get("nfe", 0) <= 100]
+def _is_fast(r: dict) -> bool:
+    return 0 < r.get("nfe", 0) <= 100
 
 
-def _slow(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r.get("status") == "ok" and r.get("nfe", 0) >= 1000]
+def _is_slow(r: dict) -> bool:
+    return r.get("nfe", 0) >= 1000
 
 
 def _rows_of_one_prior(rows: list[dict], enough: Callable[[list[dict]], bool]) -> tuple[Optional[str], list[dict]]:
