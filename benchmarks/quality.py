@@ -22,7 +22,9 @@ Tasks (:data:`TASKS`; images ``size × size``, default 128 — the shipped prior
 * ``ct-par-23`` / ``ct-par-60``: parallel-beam Radon, 23 / 60 views over 180°; ``ct-fan-60``: fan
   beam, 60 views over 360° (source and detector at 2N pixels from the centre, equiangular).
   Detector noise is Beer–Lambert + Poisson at ``I₀`` = :data:`CT_DOSE` photons per bin (the model
-  of ``medrecon simulate ct``, :mod:`medrecon.io.simulate`), pixel size :data:`CT_FOV_MM`/N mm.
+  of ``medrecon simulate ct``, :mod:`medrecon.io.simulate`), pixel size :data:`CT_FOV_MM`/N mm. Every
+  method fits the data term weighted by each bin's Poisson noise (PWLS,
+  :func:`medrecon.recon.weight_by_dose`, the noise estimated from the noisy sinogram itself).
 
 Data (``--data``): ``heldout`` — the synthetic generators' held-out split
 (:func:`medrecon.data.make_source` with ``split="heldout"`` and the seeds of
@@ -68,6 +70,7 @@ preset for one ~200 s GPU session (:data:`GPU_PLAN`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import functools
 import hashlib
@@ -285,7 +288,7 @@ def make_problem(task: Task, x: torch.Tensor, device: torch.device, seed: int = 
     from physics import masks as pmasks
 
     from medrecon.noise import randn_like
-    from medrecon.recon import Problem, espirit_calibration, radon_operator
+    from medrecon.recon import Problem, espirit_calibration, radon_operator, weight_by_dose
 
     n, size = x.shape[0], x.shape[-1]
     gen = torch.Generator().manual_seed(seed + 1)
@@ -328,10 +331,12 @@ def make_problem(task: Task, x: torch.Tensor, device: torch.device, seed: int = 
         p = (MU_WATER_PER_MM * ps * (sino / 1000.0 + r1)).double().clamp_min(0)
         counts = torch.poisson(CT_DOSE * torch.exp(-p).cpu(), generator=gen).to(device).clamp_min(1.0)
         sino_noisy = (1000.0 * (-torch.log(counts / CT_DOSE) / (MU_WATER_PER_MM * ps) - r1.double())).float()
-        # per-bin std of the HU sinogram ≈ 1000/(μΔ)·sqrt(e^p/I₀) (delta method); the RMS over bins
-        sd = float((1000.0 / (MU_WATER_PER_MM * ps) * torch.sqrt(torch.exp(p) / CT_DOSE)).pow(2).mean().sqrt())
-    facts = {"dose": CT_DOSE, "pixel_mm": ps, "noise_std": round(sd, 3), "views": task.views, "geometry": task.geometry}
-    return Problem("ct", op, sino_noisy, Path(name), list(range(n)), x[:, 0].numpy(), None, sd, info=facts), facts
+    # the data term weighted by each bin's Poisson noise, estimated from the noisy sinogram (PWLS,
+    # medrecon.recon.weight_by_dose); noise_std = the RMS of the per-bin standard deviations
+    problem = weight_by_dose(Problem("ct", op, sino_noisy, Path(name), list(range(n)), x[:, 0].numpy()), CT_DOSE, ps)
+    facts = {"dose": CT_DOSE, "pixel_mm": ps, "noise_std": round(problem.noise_std, 3), "views": task.views,
+             "geometry": task.geometry, "data_term": "pwls"}
+    return dataclasses.replace(problem, info={**problem.info, **facts}), facts
 
 
 # -- runs ----------------------------------------------------------------------------------------
@@ -930,7 +935,10 @@ def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> st
         "from the undersampled data (`physics.coils.espirit`, calibration region min(24, N) rows × the centre columns); "
         "every method's output is zero outside the maps' support (`physics.MultiCoilMRI.support`).",
         f"* CT: Beer–Lambert + Poisson detector noise at I₀ = {CT_DOSE:.0e} photons per bin, pixel {CT_FOV_MM:g} mm / N "
-        "for every slice, held-out and real alike (the DICOM pixel spacing is not used).",
+        "for every slice, held-out and real alike (the DICOM pixel spacing is not used). Since the `v12` files every "
+        "method fits a data term weighted by each bin's Poisson noise, estimated from the noisy sinogram (PWLS, "
+        "`medrecon.recon.weight_by_dose`; FBP and the FBP-preconditioned TV see the sinogram unchanged); earlier CT rows "
+        "used one noise level, the RMS over bins, for the whole sinogram (Notes).",
         "* Data: `heldout` = the synthetic generators' held-out split (never used in training; half brain/head, half "
         "body); `ood` = the real DICOM slices shipped with pydicom (distinct images × flips/transpositions).",
         "* Settings: `official` = the method's published step count (`medrecon.samplers.METHODS`); `fast` = ≤ 100 NFE "

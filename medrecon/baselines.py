@@ -180,15 +180,17 @@ def tv(
 
 
 def preconditioned_radius(operator, like: torch.Tensor, *, iterations: int = 8) -> float:
-    """Spectral radius of ``FBP∘A`` by power iteration (fixed-seed start on ``like``'s device), times 1.05."""
+    """Spectral radius of ``FBP∘A`` by power iteration (fixed-seed start on ``like``'s device), times 1.05;
+    the largest over the batch when the operator holds per-item state (``operator.batch``)."""
     g = torch.Generator(device=like.device).manual_seed(0)
-    x = torch.randn(like[:1].shape, generator=g, dtype=like.dtype, device=like.device)
-    rho = 1.0
+    x = torch.randn(like[: operator.batch or 1].shape, generator=g, dtype=like.dtype, device=like.device)
+    rho = torch.ones(x.shape[0], dtype=torch.float64)
     for _ in range(iterations):
         z = operator.fbp(operator.forward(x))
-        rho = float(z.norm() / x.norm())
-        x = z / z.norm()
-    return 1.05 * max(rho, 1.0)
+        zn = z.reshape(z.shape[0], -1).norm(dim=1).double().cpu()
+        rho = zn / x.reshape(x.shape[0], -1).norm(dim=1).double().cpu()
+        x = z / zn.clamp_min(1e-30).to(z.device, z.dtype).reshape(-1, *([1] * (z.ndim - 1)))
+    return 1.05 * max(float(rho.max()), 1.0)
 
 
 def tv_ct(

@@ -123,7 +123,7 @@ def cmd_recon(args: argparse.Namespace) -> int:
     steps = per_sample * args.samples if per_sample else per_sample  # the progress bar spans all samples
     common = dict(prior=args.prior, steps=args.steps, seed=args.seed, device=device, slices=args.slices,
                   acceleration=args.acceleration, center_fraction=args.center_fraction, mask_type=args.mask_type,
-                  noise_std=args.noise_std, options=options, fast_network=args.fast_network)
+                  noise_std=args.noise_std, options=options, fast_network=args.fast_network, dose=args.dose)
     src = Path(args.input)
     if not src.exists():
         raise MedreconError(f"{src}: no such file or folder")
@@ -355,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["equispaced_fraction", "equispaced", "random", "gaussian_1d"], help="mask for fully sampled input")
     r.add_argument("--noise-std", type=float, default=None,
                    help="measurement noise std in the file's units (default: the file's noise_std attribute, else 0)")
+    r.add_argument("--dose", type=float, default=None,
+                   help="CT: incident photons per detector bin of the post-log sinogram; weights each bin by its "
+                        "Poisson noise (PWLS) and sets the noise level (default: the file's dose attribute; 0: unweighted)")
     r.add_argument("--weight", type=float, default=None, help="regularisation weight of tv/l1-wavelet, relative to the image scale")
     r.add_argument("--iterations", type=int, default=None, help="iterations of sense/tv/l1-wavelet")
     r.add_argument("--format", default=".h5", choices=[".h5", ".nii", ".nii.gz"], help="output format for folder input")

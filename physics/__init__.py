@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 from physics.fourier import fft2c, ifft2c
-from physics.operator import Composed, Identity, LinearOperator, Scaled, conjugate_gradient, inner
+from physics.operator import Composed, Identity, LinearOperator, Scaled, Weighted, conjugate_gradient, inner
 
 _LAZY = {
     "SingleCoilMRI": "physics.mri",
@@ -21,7 +21,7 @@ _LAZY = {
 _SUBMODULES = {"masks", "coils", "mri", "ct", "kernels"}
 
 __all__ = [
-    "fft2c", "ifft2c", "LinearOperator", "Composed", "Identity", "Scaled", "conjugate_gradient", "inner",
+    "fft2c", "ifft2c", "LinearOperator", "Composed", "Identity", "Scaled", "Weighted", "conjugate_gradient", "inner",
     *_LAZY, *sorted(_SUBMODULES),
 ]
 

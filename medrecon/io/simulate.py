@@ -26,6 +26,8 @@ attrs ``noise_std``, ``acquisition = "SIMULATED"``, ``patient_id`` (the image's 
   (``μ_water = 0.0192 /mm`` at ~70 keV) the attenuation line integral is
   ``p = μ_water·Δ·(R(HU)/1000 + R𝟙)`` (Δ the pixel size in mm); counts ``N ~ Poisson(I₀ e^{−p})``
   (floored at 1) give ``p̂ = −ln(N/I₀)`` and the stored sinogram ``1000·(p̂/(μ_water·Δ) − R𝟙)``.
+  The file records ``dose``, so ``medrecon recon`` weights each bin by its noise (PWLS,
+  ``medrecon.recon.weight_by_dose``); not when ``noise`` adds Gaussian noise on top (another model).
   Poisson draws use ``torch.poisson`` with the explicit generator.
 * ``noise = σ``: Gaussian noise of standard deviation ``σ·max|R(HU)|`` per bin.
 """
@@ -222,6 +224,6 @@ def simulate_ct(
     spec = SinogramVolume(
         sinogram=sino[:, 0].numpy().astype(np.float32), angles=angles, geometry=geometry, image_size=n,
         source_distance=src, detector_distance=src, detector_type=detector if geometry == "fan" else None,
-        ground_truth=hu.astype(np.float32), pixel_size_mm=ps,
+        ground_truth=hu.astype(np.float32), pixel_size_mm=ps, dose=float(dose) if dose is not None and noise == 0 else None,
     )
     return write_sinogram(out, spec)

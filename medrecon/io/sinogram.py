@@ -15,12 +15,16 @@ attrs ``detector_distance``  isocentre-to-detector distance in pixels (fan only)
 attrs ``detector_type``      ``"equiangular"`` or ``"flat"`` (fan only)
 attrs ``units``        units of ``sinogram`` (``"HU*pixel"``) and ``ground_truth`` (``"HU"``)
 attrs ``pixel_size_mm``      optional physical pixel size, for NIfTI/DICOM outputs
+attrs ``dose``         optional incident photons per detector bin (I₀) of a post-log sinogram:
+                       reconstruction then weights each bin by its Poisson noise
+                       (``medrecon.recon.weight_by_dose``; needs ``pixel_size_mm``)
 =====================  ======================================================================
 
 Everything is written atomically (temporary name + ``os.replace``).
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +66,7 @@ class SinogramVolume:
     num_slices: int = 0
     path: Optional[Path] = None
     pixel_size_mm: Optional[float] = None
+    dose: Optional[float] = None
 
     @property
     def detectors(self) -> int:
@@ -87,6 +92,8 @@ class SinogramVolume:
                 raise MedreconError(f"{source}: fan geometry needs attributes source_distance and detector_distance")
             if self.detector_type not in DETECTOR_TYPES:
                 raise MedreconError(f"{source}: attribute detector_type must be one of {DETECTOR_TYPES}, received {self.detector_type!r}")
+        if self.dose is not None and not (math.isfinite(self.dose) and self.dose > 0):
+            raise MedreconError(f"{source}: attribute dose must be a positive photon count per bin, received {self.dose}")
         if self.ground_truth is not None and self.ground_truth.shape[1:] != (self.image_size, self.image_size):
             raise MedreconError(
                 f"{source}: 'ground_truth' must be [slices, {self.image_size}, {self.image_size}], received {self.ground_truth.shape}"
@@ -133,6 +140,7 @@ def read_sinogram(path: PathLike, slices: SliceSpec = None) -> SinogramVolume:
             num_slices=int(ds.shape[0]),
             path=p,
             pixel_size_mm=_opt(a, "pixel_size_mm"),
+            dose=_opt(a, "dose"),
         )
         declared = _opt(a, "detectors", int)
     if declared is not None and declared != vol.detectors:
@@ -154,7 +162,7 @@ def write_sinogram(path: PathLike, vol: SinogramVolume) -> Path:
         hf.attrs["image_size"] = int(vol.image_size)
         hf.attrs["detectors"] = vol.detectors
         hf.attrs["units"] = vol.units
-        for key in ("detector_spacing", "source_distance", "detector_distance", "detector_type", "pixel_size_mm"):
+        for key in ("detector_spacing", "source_distance", "detector_distance", "detector_type", "pixel_size_mm", "dose"):
             value = getattr(vol, key)
             if value is not None:
                 hf.attrs[key] = value

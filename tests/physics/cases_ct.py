@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from physics import FanBeam, ParallelBeam, Radon
+from physics import FanBeam, ParallelBeam, Radon, Weighted
 from tests.physics.registry import OperatorCase
 
 _DAMPING = 1.0
@@ -42,10 +42,19 @@ def _parallel_limited_angle(real_dtype: torch.dtype) -> OperatorCase:
     return OperatorCase(Radon(ParallelBeam(15, angles, detectors=19, detector_spacing=1.3)), pinv_damping=_DAMPING)
 
 
+def _parallel_weighted(real_dtype: torch.dtype) -> OperatorCase:
+    """A statistically weighted (PWLS) projector: per-bin weights for a batch of 2."""
+    radon = Radon(ParallelBeam(16, torch.arange(12, dtype=torch.float64) * math.pi / 12))
+    g = torch.Generator().manual_seed(1)
+    w = 0.2 + torch.rand((2, *radon.oshape), generator=g, dtype=real_dtype)
+    return OperatorCase(Weighted(radon, w), pinv_damping=_DAMPING)
+
+
 CASES = {
     "radon-parallel-16-12views": _parallel_16_12,
     "radon-fan-equiangular": _fan_equiangular,
     "radon-fan-flat-wide": _fan_flat,
     "radon-parallel-per-item-angles": _parallel_per_item,
     "radon-parallel-limited-angle": _parallel_limited_angle,
+    "radon-parallel-weighted": _parallel_weighted,
 }

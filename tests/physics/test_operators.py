@@ -11,6 +11,7 @@ import importlib
 import pytest
 import torch
 
+from physics import Identity, LinearOperator
 from tests.physics.registry import OperatorCase, all_cases
 
 CASES = all_cases()
@@ -128,3 +129,68 @@ def test_pinv_solves_least_squares(name):
     res = op.adjoint(op(x_hat) - y) + case.pinv_damping * x_hat
     rel = (res.abs().pow(2).sum() / op.adjoint(y).abs().pow(2).sum()).sqrt()
     assert rel < 1e-6, f"{name}: normal-equation residual {rel:.3g} after {info['iterations']} iterations"
+
+
+# -- Weighted: the statistically weighted data term ------------------------------------------------
+def _radon_12():
+    import math
+
+    from physics import ParallelBeam, Radon
+
+    return Radon(ParallelBeam(16, torch.arange(12, dtype=torch.float64) * math.pi / 12))
+
+
+def test_weighted_fbp_removes_the_weights_first():
+    from physics import Weighted
+
+    radon = _radon_12()
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand((2, 1, 16, 16), generator=g, dtype=torch.float64)
+    w = 0.3 + torch.rand((2, *radon.oshape), generator=g, dtype=torch.float64)
+    op = Weighted(radon, w)
+    torch.testing.assert_close(op(x), w * radon(x))
+    torch.testing.assert_close(op.fbp(op(x)), radon.fbp(radon(x)))
+    torch.testing.assert_close(op.fbp(op(x), filter="shepp-logan"), radon.fbp(radon(x), filter="shepp-logan"))
+    assert not hasattr(Weighted(Identity((1, 3, 3)), torch.ones(1, 3, 3)), "fbp")  # only where A has one
+
+
+def test_weighted_least_squares_is_the_weighted_solution():
+    """CG on the whitened operator solves the weighted normal equations AᵀW²A x = AᵀW²y."""
+    from physics import Weighted
+
+    g = torch.Generator().manual_seed(4)
+    mat = torch.randn(9, 4, generator=g, dtype=torch.float64)
+    w = 0.2 + torch.rand(9, generator=g, dtype=torch.float64)
+    y = torch.randn(1, 1, 9, generator=g, dtype=torch.float64)
+
+    class Dense(LinearOperator):
+        def __init__(self):
+            super().__init__((1, 4), (1, 9), idomain="real")
+
+        def _forward(self, x):
+            return x @ mat.T
+
+        def _adjoint(self, v):
+            return v @ mat
+
+    x_hat = Weighted(Dense(), w.reshape(1, 9)).pinv(w * y, tol=1e-12, max_iter=100)
+    wm = w[:, None] * mat
+    expected = torch.linalg.lstsq(wm, w * y[0, 0]).solution
+    torch.testing.assert_close(x_hat[0, 0], expected, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda o: torch.ones(1, *o[:-1], o[-1] - 1), "shape"),
+    (lambda o: torch.zeros(1, *o), "> 0"),
+    (lambda o: torch.full((1, *o), float("nan")), "finite"),
+    (lambda o: torch.ones(3, *o), "batch"),
+], ids=["shape", "zero", "nan", "batch"])
+def test_weighted_rejects_bad_weights(make, why):
+    from physics import ParallelBeam, Radon, Weighted
+
+    angles = torch.rand((2, 12), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    radon = Radon(ParallelBeam(16, angles))  # per-item angles: batch 2
+    with pytest.raises(ValueError, match=why):
+        Weighted(radon, make(radon.oshape))
+    with pytest.raises(TypeError):
+        Weighted(radon, torch.ones(1, *radon.oshape, dtype=torch.complex64))
