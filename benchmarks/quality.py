@@ -900,16 +900,24 @@ def _notes(rs: list[dict], data: str) -> str:
     return "; ".join(notes)
 
 
+def _unweighted(r: dict) -> str:
+    """``", unweighted"`` for a CT diffusion row run before the PWLS data term (files before ``v12``:
+    one noise level for the whole sinogram); FBP and TV see the same sinogram either way."""
+    old = (str(r.get("task", "")).startswith("ct") and r.get("kind") == "diffusion"
+           and (r.get("facts") or {}).get("data_term") != "pwls")
+    return ", unweighted" if old else ""
+
+
 def _setting(r: dict) -> str:
     """The setting cell: ``tuned`` rows name their preset's options (schedule, η …)."""
     extra = {k: v for k, v in (r.get("preset") or {}).items() if k != "steps"}
-    return r["setting"] + (" (" + ", ".join(f"{k} {v}" for k, v in extra.items()) + ")" if extra else "")
+    return r["setting"] + _unweighted(r) + (" (" + ", ".join(f"{k} {v}" for k, v in extra.items()) + ")" if extra else "")
 
 
 def _name(r: Optional[dict]) -> str:
     if r is None:
         return "–"
-    return f"`{r['method']}`" + (f" ({r['setting']}, {r['nfe']} NFE)" if r.get("kind") == "diffusion" else "")
+    return f"`{r['method']}`" + (f" ({r['setting']}{_unweighted(r)}, {r['nfe']} NFE)" if r.get("kind") == "diffusion" else "")
 
 
 def render(runs: list[dict], metas: list[dict], notes: Iterable[str] = ()) -> str:

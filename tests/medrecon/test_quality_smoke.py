@@ -119,6 +119,34 @@ def test_multicoil_problem_oversamples_the_field_of_view_and_crops_back(quality)
     assert float(mismatch.mean()) < 2e-3 and float(mismatch.max()) < 0.05, (float(mismatch.mean()), float(mismatch.max()))
 
 
+def test_ct_problems_weight_each_bin_by_its_noise_and_older_rows_say_unweighted(quality):
+    """CT tasks fit the PWLS data term (bins behind more tissue count less); FBP sees the sinogram
+    unchanged; CT diffusion rows of files from before it are labelled ``, unweighted``."""
+    import torch
+
+    import physics
+    from medrecon.recon import reconstruct
+
+    n = 64
+    yy, xx = torch.meshgrid(torch.arange(n) - n / 2 + 0.5, torch.arange(n) - n / 2 + 0.5, indexing="ij")
+    hu = torch.where(xx**2 + yy**2 < (0.4 * n) ** 2, 40.0, -1000.0)[None, None]  # a soft-tissue disc in air
+    problem, facts = quality.make_problem(quality.TASKS["ct-par-23"], hu, torch.device("cpu"))
+    w = problem.operator.weights
+    assert isinstance(problem.operator, physics.Weighted) and facts["data_term"] == "pwls"
+    centre, edge = w[..., w.shape[-1] // 2], w[..., 0]
+    assert float(centre.mean()) < 0.5 * float(edge.mean())  # the rays through the disc are noisier
+    assert abs(float(w.double().pow(2).mean()) - 1) < 1e-4  # σ_ref: the weighted sinogram's white-noise level
+    assert round(problem.noise_std, 3) == facts["noise_std"] > 0
+    fbp, _ = reconstruct(problem, "fbp")
+    plain = problem.operator.op.fbp(problem.y / w)[:, 0].numpy()
+    assert abs(fbp - plain).max() < 1e-2
+    row = {"task": "ct-par-23", "kind": "diffusion", "method": "ddnm", "setting": "tuned", "nfe": 100, "facts": {}}
+    assert quality._setting(row).startswith("tuned, unweighted")
+    assert "unweighted" not in quality._setting({**row, "facts": {"data_term": "pwls"}})
+    assert "unweighted" not in quality._setting({**row, "task": "mri-sc-4x"})
+    assert "unweighted" not in quality._setting({**row, "kind": "classical", "method": "tv", "setting": "classical"})
+
+
 def test_tuned_setting_runs_the_presets_and_names_them(quality):
     import torch
 
