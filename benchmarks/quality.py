@@ -332,10 +332,12 @@ def make_problem(task: Task, x: torch.Tensor, device: torch.device, seed: int = 
         counts = torch.poisson(CT_DOSE * torch.exp(-p).cpu(), generator=gen).to(device).clamp_min(1.0)
         sino_noisy = (1000.0 * (-torch.log(counts / CT_DOSE) / (MU_WATER_PER_MM * ps) - r1.double())).float()
     # the data term weighted by each bin's Poisson noise, estimated from the noisy sinogram (PWLS,
-    # medrecon.recon.weight_by_dose); noise_std = the RMS of the per-bin standard deviations
+    # medrecon.recon.weight_by_dose); facts: noise_std = the RMS of the true per-bin standard deviations
+    # (the data's noise level, as in files before v12), pwls_sigma_ref = the weighted sinogram's
     problem = weight_by_dose(Problem("ct", op, sino_noisy, Path(name), list(range(n)), x[:, 0].numpy()), CT_DOSE, ps)
-    facts = {"dose": CT_DOSE, "pixel_mm": ps, "noise_std": round(problem.noise_std, 3), "views": task.views,
-             "geometry": task.geometry, "data_term": "pwls"}
+    sd = float((1000.0 / (MU_WATER_PER_MM * ps) * torch.sqrt(torch.exp(p) / CT_DOSE)).pow(2).mean().sqrt())
+    facts = {"dose": CT_DOSE, "pixel_mm": ps, "noise_std": round(sd, 3), "views": task.views,
+             "geometry": task.geometry, "data_term": "pwls", "pwls_sigma_ref": round(problem.noise_std, 3)}
     return dataclasses.replace(problem, info={**problem.info, **facts}), facts
 
 

@@ -7,7 +7,9 @@ method → unscale → file.
    ``center_fraction`` / ``mask_type`` (seeded per file with fastMRI's ``tuple(map(ord, name))`` so
    every slice shares it). Multi-coil files get ESPIRiT maps (:func:`physics.coils.espirit`) from
    the k-space's fully sampled centre. A sinogram file (dataset ``sinogram``,
-   :mod:`medrecon.io.sinogram`) becomes a ``physics.Radon`` problem in HU.
+   :mod:`medrecon.io.sinogram`) becomes a ``physics.Radon`` problem in HU; with a dose (the file's
+   ``dose`` attribute or ``dose=``) its data term is weighted by each bin's Poisson noise
+   (:func:`weight_by_dose`, PWLS).
 2. **Scale** (diffusion methods only; classical methods choose scale-aware weights themselves).
    A prior sees ``x_n = (x − o)/s`` with ``(o, s)`` from its manifest's ``value_scaling``
    (:func:`medrecon.priors.fit_scaling`). The operator is linear, so the measurement of ``x_n`` is
@@ -294,7 +296,7 @@ def transmission_noise_std(operator, y: torch.Tensor, dose: float, pixel_mm: flo
     ``N ~ Poisson(I₀ e^{−p})`` and ``y = 1000·(p̂/(μ_w Δ) − A𝟙)`` with ``p̂ = −ln(N/I₀)``. By the delta
     method ``var p̂ ≈ 1/E[N] = e^{p}/I₀``, so ``σ_i = 1000/(μ_w Δ)·√(e^{p̂_i}/I₀)`` with the measured
     ``p̂_i = μ_w Δ (y_i/1000 + (A𝟙)_i)`` plugged in for ``p`` (the plug-in estimate a scanner's
-    statistical reconstruction uses; Thibault et al., Med. Phys. 34:4526, 2007, eq. 3). Bins behind
+    statistical reconstruction uses; Thibault et al., Med. Phys. 34:4526, 2007). Bins behind
     more tissue see fewer photons and are noisier: at I₀ = 10⁵ a 20 cm water path (p ≈ 3.8) has 7×
     the standard deviation of a ray through air."""
     from medrecon.io.simulate import MU_WATER_PER_MM
