@@ -288,7 +288,7 @@ def make_problem(task: Task, x: torch.Tensor, device: torch.device, seed: int = 
     from physics import masks as pmasks
 
     from medrecon.noise import randn_like
-    from medrecon.recon import Problem, espirit_calibration, radon_operator, weight_by_dose
+    from medrecon.recon import Problem, espirit_calibration, radon_operator, transmission_noise_std, weight_by_dose
 
     n, size = x.shape[0], x.shape[-1]
     gen = torch.Generator().manual_seed(seed + 1)
@@ -335,7 +335,7 @@ def make_problem(task: Task, x: torch.Tensor, device: torch.device, seed: int = 
     # medrecon.recon.weight_by_dose); facts: noise_std = the RMS of the true per-bin standard deviations
     # (the data's noise level, as in files before v12), pwls_sigma_ref = the weighted sinogram's
     problem = weight_by_dose(Problem("ct", op, sino_noisy, Path(name), list(range(n)), x[:, 0].numpy()), CT_DOSE, ps)
-    sd = float((1000.0 / (MU_WATER_PER_MM * ps) * torch.sqrt(torch.exp(p) / CT_DOSE)).pow(2).mean().sqrt())
+    sd = float(transmission_noise_std(op, sino, CT_DOSE, ps).double().pow(2).mean().sqrt())  # of the noiseless sinogram
     facts = {"dose": CT_DOSE, "pixel_mm": ps, "noise_std": round(sd, 3), "views": task.views,
              "geometry": task.geometry, "data_term": "pwls", "pwls_sigma_ref": round(problem.noise_std, 3)}
     return dataclasses.replace(problem, info={**problem.info, **facts}), facts
