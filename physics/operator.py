@@ -330,7 +330,7 @@ class Weighted(LinearOperator):
     Bouman, IEEE Trans. Signal Process. 41:534, 1993; Fessler, IEEE Trans. Med. Imaging 13:290, 1994):
     with measurements ``y = A x + n`` whose noise ``n_i`` has standard deviation ``σ_i``, the weights
     ``w_i = σ_ref/σ_i`` make ``w ⊙ y = (w ⊙ A) x + w ⊙ n`` a problem with white noise of standard
-    deviation ``σ_ref``, so ``½‖w ⊙ (Ax − y)‖²/σ_ref²`` is the exact Gaussian log-likelihood and every
+    deviation ``σ_ref``, so ``½‖w ⊙ (Ax − y)‖²/σ_ref²`` is the Gaussian negative log-likelihood (up to a constant) and every
     sampler or solver written for white noise uses the right one. ``weights``: real, finite and
     > 0, shaped ``oshape``, ``[1, *oshape]`` or ``[B, *oshape]`` (per batch item: ``batch = B``).
 
