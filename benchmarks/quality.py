@@ -435,12 +435,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def setting_label(setting: str, samples: int, prior: Optional[str] = None) -> str:
-    """The record's setting: ``<setting>-mean<K>`` for the mean of K > 1 samples (not for baselines), and
-    ``<setting>, prior <name>`` when a diffusion row used a prior other than the shipped default."""
+def setting_label(setting: str, samples: int, prior: Optional[str] = None, adapt: bool = False) -> str:
+    """The record's setting: ``<setting>+scd`` when the prior was adapted to each slice while sampling
+    (``samplers.run(..., adapt=True)``, Steerable Conditional Diffusion), ``-mean<K>`` for the mean of
+    K > 1 samples (not for baselines), and ``, prior <name>`` when a diffusion row used a prior other than
+    the shipped default."""
     if setting == "classical":
         return setting
-    label = f"{setting}-mean{samples}" if samples > 1 else setting
+    label = f"{setting}+scd" if adapt else setting
+    label = f"{label}-mean{samples}" if samples > 1 else label
     return f"{label}, prior {prior}" if prior else label
 
 
@@ -467,11 +470,13 @@ def parse_priors(text: str) -> dict[str, str]:
 
 
 def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any, device: torch.device,
-            samples: int = 1) -> tuple[dict, np.ndarray]:
+            samples: int = 1, adapt: bool = False) -> tuple[dict, np.ndarray]:
     """Reconstruct ``problem`` with ``method``; return the record and the output ``[n, H, W]``.
     Setting ``tuned`` runs the sampler's validated preset (``samplers.run(..., preset="tuned")``).
     ``samples`` > 1 (diffusion only): the mean of that many posterior samples (``samplers.run(...,
-    samples=K)``); the record's setting becomes ``<setting>-mean<K>`` and its NFE counts all K runs."""
+    samples=K)``); the record's setting becomes ``<setting>-mean<K>`` and its NFE counts all K runs.
+    ``adapt`` (diffusion only): SCD test-time adaptation at its official setting (``samplers.run(...,
+    adapt=True)``); the setting becomes ``<setting>+scd`` and NFE / backward passes include the adaptation."""
     from medrecon.recon import is_classical, reconstruct
     from medrecon.samplers import preset_settings
 
@@ -482,6 +487,8 @@ def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any
     options = {"preset": "tuned"} if setting == "tuned" else {}
     if samples > 1 and not is_classical(method):
         options["samples"] = int(samples)
+    if adapt and not is_classical(method):
+        options["adapt"] = True
     image, stats = reconstruct(problem, method, prior=None if is_classical(method) else prior, steps=steps, seed=0,
                                options=options)
     if device.type == "cuda":
@@ -500,8 +507,13 @@ def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any
         rec["steps"] = preset_settings(method, "tuned" if setting == "tuned" else "official")["steps"]
     if setting == "tuned":
         rec["preset"] = preset_settings(method, "tuned")
+    if "samples" in options or "adapt" in options:
+        rec.update(setting=setting_label(setting, samples, adapt="adapt" in options))
     if "samples" in options:
-        rec.update(setting=setting_label(setting, samples), samples=int(samples))
+        rec["samples"] = int(samples)
+    if "adapt" in options:
+        from medrecon.samplers.adapt import Adaptation
+        rec["adapt"] = dataclasses.asdict(Adaptation())
     return rec, image
 
 
@@ -670,7 +682,8 @@ def benchmark(args: argparse.Namespace) -> Recorder:
         task = TASKS[t]
         modality_prior = prior_names["mri" if TASKS[t].modality == "mri" else "ct"]
         label = setting_label(setting, args.samples,
-                              None if modality_prior in ("mri", "ct") or m in CLASSICAL["mri"] + CLASSICAL["ct"] else modality_prior)
+                              None if modality_prior in ("mri", "ct") or m in CLASSICAL["mri"] + CLASSICAL["ct"] else modality_prior,
+                              adapt=args.adapt)
         head = f"[{i + 1}/{len(runs)} {time.perf_counter() - t_start:6.1f}s] {t} {d} {m} {label}"
         if args.budget_s:
             classical = m in CLASSICAL["mri"] + CLASSICAL["ct"]
@@ -703,7 +716,7 @@ def benchmark(args: argparse.Namespace) -> Recorder:
                         prior(torch.zeros(args.n, 1, args.size, args.size, dtype=dtype, device=device),
                               1.0)
                     loaded[(key, args.n, args.size)] = True
-            r, image = run_one(prob, m, setting, steps, prior, device, samples=args.samples)
+            r, image = run_one(prob, m, setting, steps, prior, device, samples=args.samples, adapt=args.adapt)
             if r["kind"] == "diffusion":
                 r.update(setting=label, prior=key)
             r.update(base, facts=facts)
@@ -1106,6 +1119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="one custom step count for every sampler (setting 'custom')")
     p.add_argument("--samples", type=int, default=1,
                    help="diffusion rows: report the mean of K posterior samples (setting '<setting>-mean<K>', K× the NFE)")
+    p.add_argument("--adapt", action="store_true",
+                   help="diffusion rows: adapt the prior to each slice while sampling (Steerable Conditional Diffusion, "
+                        "official setting; setting '<setting>+scd')")
     p.add_argument("--priors", default="mri=mri,ct=ct",
                    help="prior per modality, e.g. 'mri=mri-c2f': rows with another than the shipped default "
                         "are labelled '<setting>, prior <name>'")

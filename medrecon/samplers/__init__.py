@@ -10,7 +10,9 @@ for VP/DDPM models run on the linear-β DDPM schedule mapped to VE σ. :func:`ru
 from the method's official defaults, counts denoiser evaluations and backward passes, and offers the
 CCDF warm start (Chung, Sim & Ye, CVPR 2022) for every method: ``start_from=x̃₀, t0=…`` starts at
 σ(t0) from ``x̃₀ + σ(t0)·n`` and runs only the last ``t0`` fraction of the steps, and coarse-to-fine
-sampling (:mod:`.pyramid`, ``coarse_to_fine={"factor": 2, "until_sigma": σ}``) for the diffusion samplers.
+sampling (:mod:`.pyramid`, ``coarse_to_fine={"factor": 2, "until_sigma": σ}``) for the diffusion samplers, and
+test-time adaptation of the prior to the measurement (:mod:`.adapt`, Steerable Conditional Diffusion,
+``adapt=True``) for the same samplers.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import torch
 
 from medrecon import MedreconError
 from medrecon.samplers import schedules
+from medrecon.samplers.adapt import Adaptation, Adapted, network_of
 from medrecon.samplers.core import Generator
 from medrecon.samplers.ddnm import sample_ddnm
 from medrecon.samplers.ddrm import sample_ddrm
@@ -185,7 +188,8 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
         steps: Optional[int] = None, generator: Generator = None, callback: Optional[Callable[[dict], None]] = None,
         start_from: Optional[torch.Tensor] = None, t0: Optional[float] = None, return_stats: bool = False,
         sigma_min: Optional[float] = None, sigma_max: Optional[float] = None, schedule: Optional[str] = None,
-        coarse_to_fine: Optional[Any] = None, preset: str = "official", samples: int = 1, **options: Any):
+        coarse_to_fine: Optional[Any] = None, preset: str = "official", samples: int = 1, adapt: Any = None,
+        **options: Any):
     """Reconstruct ``[B, *operator.ishape]`` images from measurements ``y`` (``[B, *operator.oshape]``).
 
     ``steps`` defaults to the method's official count; ``schedule`` ("ve", "vp", "karras") and the VE
@@ -209,6 +213,12 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
     ``Stats.pixel_std`` carries the per-pixel standard deviation, an uncertainty map (calibrated only
     for a sampler that samples the posterior). NFE and time are K runs'; ``callback`` infos gain
     ``"sample": k``.
+
+    ``adapt=True`` (or a dict of :class:`.adapt.Adaptation` options) adapts the prior to ``y`` while sampling:
+    Steerable Conditional Diffusion (Barbano et al. 2023), low-rank updates of the network fitted to the
+    measurement at chosen steps (:mod:`.adapt`; official: rank 8, 16 Adam iterations at 8 of 100 steps).
+    Needs a network prior and a σ-schedule sampler; not with ``coarse_to_fine``. The prior is unchanged
+    afterwards; NFE and backward passes include the adaptation's. Each of ``samples`` adapts afresh.
 
     Returns the images, or ``(images, Stats)`` with ``return_stats=True``.
     """
@@ -237,6 +247,14 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
     sigmas = _schedule(method, denoiser, int(steps or method.steps), sigma_min, sigma_max, schedule)
     if t0 is not None:
         sigmas = schedules.truncate(sigmas, float(t0))
+    spec = network = None
+    if adapt is not None and adapt is not False:
+        spec = Adaptation.parse(adapt)
+        if coarse_to_fine is not None or not method.pyramid:
+            raise MedreconError(f"adapt needs a σ-schedule sampler without coarse_to_fine ({name}"
+                                f"{' with coarse_to_fine' if coarse_to_fine is not None else ''} is not)")
+        network = network_of(denoiser)
+        adapt_levels = [float(sigmas[i]) for i in spec.steps(len(sigmas) - 1)]
     counted = _Counted(denoiser)
     coarse_counted = _Counted(denoiser)
     if coarse_to_fine is not None:
@@ -252,8 +270,17 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
         if callback is not None and samples > 1:  # progress names the sample: {"sample": k, "i": its step}
             run_callback = (lambda info, k=k: callback({**info, "sample": k}))
         if coarse_to_fine is None:
-            x = method.fn(counted, operator, y, sigmas, noise_std=float(noise_std), generator=generator,
-                          callback=run_callback, x_init=start_from, **{**method.defaults, **options})
+            den = counted if spec is None else Adapted(
+                counted if network is denoiser else _Counted(network), network, operator, y, adapt_levels, spec)
+            try:
+                x = method.fn(den, operator, y, sigmas, noise_std=float(noise_std), generator=generator,
+                              callback=run_callback, x_init=start_from, **{**method.defaults, **options})
+            finally:
+                if spec is not None:
+                    den.close()
+                    if den.call is not counted:  # a FastDenoiser's prior ran eagerly: count its calls
+                        counted.nfe += den.call.nfe
+                        counted.backward_passes += den.call.backward_passes
         else:
             x = _coarse_to_fine(method.fn, counted, operator, y, sigmas, ctf, noise_std=float(noise_std),
                                 generator=generator, callback=run_callback, x_init=start_from,
