@@ -103,6 +103,10 @@ def cmd_recon(args: argparse.Namespace) -> int:
             raise MedreconError(f"--samples must be a positive integer for a diffusion method (the mean of that many "
                                 f"posterior samples), received {args.samples} with --method {args.method}")
         options["samples"] = args.samples
+    if args.adapt:
+        if args.method in baselines.BASELINES:
+            raise MedreconError(f"--adapt adapts a diffusion prior; {args.method} is a classical method")
+        options["adapt"] = True
     if args.method not in baselines.BASELINES:
         try:
             from medrecon import samplers
@@ -344,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="diffusion: average this many posterior samples (a Monte-Carlo posterior mean: higher PSNR, "
                         "K× the time) and write their per-pixel standard deviation (h5: 'reconstruction_std'; "
                         "NIfTI: <name>_std.nii.gz)")
+    r.add_argument("--adapt", action="store_true",
+                   help="diffusion: adapt the prior to each slice's measurement while sampling (Steerable Conditional "
+                        "Diffusion, official setting: 16 Adam iterations on low-rank network updates at every 20th step "
+                        "and the last 4, i.e. 128 extra forward and backward passes in 100 steps; benchmarks/RESULTS.md "
+                        "says what it gains)")
     r.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
     r.add_argument("--out", required=True, help="output .h5 (leaderboard layout) or .nii/.nii.gz file, or a folder")

@@ -352,3 +352,25 @@ def test_samples_k_writes_the_mean_and_its_per_pixel_spread(tmp_path, image, cap
         assert run_cli("recon", tmp_path / "m.h5", *bad, "--out", tmp_path / "bad.h5", "--quiet") == 2
         assert "--samples must be a positive integer for a diffusion method" in capsys.readouterr().err
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_adapt_fits_the_prior_to_each_file_and_refuses_classical_methods(tmp_path, image, capsys):
+    """``--adapt``: Steerable Conditional Diffusion at its official setting; with 3 steps every step is
+    adapted (the last 4), 16 Adam iterations each, so the log counts 3 + 48 NFE and 48 backward passes,
+    and the image differs from the unadapted run's."""
+    from medrecon.io.fastmri import read_reconstruction
+
+    run_cli("simulate", "mri", "--image", image, "--out", tmp_path / "m.h5", "--quiet")
+    log = tmp_path / "log.json"
+    assert run_cli("recon", tmp_path / "m.h5", "--method", "ddnm", "--steps", "3", "--adapt",
+                   "--out", tmp_path / "a.h5", "--log", log, "--quiet") == 0
+    entry = json.loads(log.read_text())["files"]["m.h5"]
+    assert entry["nfe"] == 3 + 3 * 16 and entry["backward_passes"] == 3 * 16
+    assert run_cli("recon", tmp_path / "m.h5", "--method", "ddnm", "--steps", "3",
+                   "--out", tmp_path / "p.h5", "--quiet") == 0
+    adapted, _ = read_reconstruction(tmp_path / "a.h5")
+    plain, _ = read_reconstruction(tmp_path / "p.h5")
+    assert np.isfinite(adapted).all() and not np.allclose(adapted, plain)
+    capsys.readouterr()
+    assert run_cli("recon", tmp_path / "m.h5", "--method", "tv", "--adapt", "--out", tmp_path / "bad.h5", "--quiet") == 2
+    assert "--adapt adapts a diffusion prior" in capsys.readouterr().err and not (tmp_path / "bad.h5").exists()
