@@ -107,12 +107,15 @@ class _LowRank:
     """A per-item low-rank update ``U_b D_b`` of one convolution, added to its output by a forward hook.
     ``D_b`` has the convolution's kernel, stride and padding; ``U_b`` is 1×1 (LoRA for convolutions)."""
 
-    def __init__(self, conv: nn.Conv2d, batch: int, rank: int) -> None:
+    @staticmethod
+    def check(conv: nn.Conv2d, rank: int) -> None:
         if conv.groups != 1:
             raise MedreconError("adapt: grouped convolutions are not supported")
         if rank > min(conv.in_channels, conv.out_channels):
             raise MedreconError(f"adapt: rank {rank} exceeds a convolution's channels "
                                 f"({conv.in_channels} → {conv.out_channels})")
+
+    def __init__(self, conv: nn.Conv2d, batch: int, rank: int) -> None:
         w = conv.weight
         gen = torch.Generator().manual_seed(0)  # every item starts alike: a batch equals its single runs
         down = torch.randn((rank, conv.in_channels) + tuple(conv.kernel_size), generator=gen, dtype=torch.float64) / rank
@@ -162,10 +165,13 @@ class Adapted:
                  operator: LinearOperator, y: torch.Tensor, levels: Sequence[float], spec: Adaptation) -> None:
         self.call, self.operator, self.y, self.spec = call, operator, y, spec
         self.pending = [float(s) for s in levels]
+        convs = adaptable_convolutions(network)
+        for conv in convs:  # every check before the first hook: a refusal leaves the network untouched
+            _LowRank.check(conv, int(spec.rank))
         self._flags = [(p, p.requires_grad) for p in network.parameters()]
         for p, _ in self._flags:  # only the low-rank weights train
             p.requires_grad_(False)
-        self.layers = [_LowRank(c, y.shape[0], int(spec.rank)) for c in adaptable_convolutions(network)]
+        self.layers = [_LowRank(c, y.shape[0], int(spec.rank)) for c in convs]
         self.optimizer = torch.optim.Adam([t for layer in self.layers for t in (layer.down, layer.up)], lr=spec.lr)
         self.adapted_levels: list[float] = []
 
