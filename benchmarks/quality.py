@@ -503,6 +503,8 @@ def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any
         "mem_kind": "cuda max allocated" if device.type == "cuda" else "process peak RSS",
         "metrics": slice_metrics(problem.modality, problem.target, image), "status": "ok",
     }
+    if stats.get("data_term"):  # a CT method that fits the unweighted data term (samplers.METHODS[m].weighted)
+        rec["data_term"] = stats["data_term"]
     if rec["kind"] == "diffusion" and steps is None:
         rec["steps"] = preset_settings(method, "tuned" if setting == "tuned" else "official")["steps"]
     if setting == "tuned":
@@ -916,11 +918,13 @@ def _notes(rs: list[dict], data: str) -> str:
 
 
 def _unweighted(r: dict) -> str:
-    """``", unweighted"`` for a CT diffusion row run before the PWLS data term (files before ``v12``:
-    one noise level for the whole sinogram); FBP and TV see the same sinogram either way."""
-    old = (str(r.get("task", "")).startswith("ct") and r.get("kind") == "diffusion"
-           and (r.get("facts") or {}).get("data_term") != "pwls")
-    return ", unweighted" if old else ""
+    """``", unweighted"`` for a CT diffusion row that fitted one noise level for the whole sinogram: run
+    before the PWLS data term (files before ``v12``), or by a method that unweights
+    (``samplers.METHODS[m].weighted`` False, recorded as ``data_term``); FBP and TV see the same sinogram
+    either way."""
+    ct = str(r.get("task", "")).startswith("ct") and r.get("kind") == "diffusion"
+    old = (r.get("facts") or {}).get("data_term") != "pwls" or r.get("data_term") == "unweighted"
+    return ", unweighted" if ct and old else ""
 
 
 def _setting(r: dict) -> str:

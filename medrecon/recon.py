@@ -339,6 +339,15 @@ def weight_by_dose(problem: Problem, dose: float, pixel_mm: float) -> Problem:
                                noise_std=sd_ref, info=info)
 
 
+def unweighted(operator: Any, y: torch.Tensor, noise_std: float) -> tuple[Any, torch.Tensor, float]:
+    """Undo :func:`weight_by_dose` for a method that fits the unweighted data term
+    (``samplers.METHODS[m].weighted`` is False): the inner operator, the measured sinogram ``y / w`` and
+    one noise level for all bins, the RMS of the per-bin ``σ_i = σ_ref / w_i`` (the convention before
+    weighting). ``noise_std`` is the weighted sinogram's ``σ_ref`` (the problem's, or a caller's)."""
+    w = operator.weights.reshape((-1,) + tuple(operator.op.oshape)).to(y.device)
+    return operator.op, y / w.to(y.dtype), float(noise_std) * float(w.double().pow(-2).mean().sqrt())
+
+
 def load_problem(
     path: PathLike,
     *,
@@ -454,6 +463,11 @@ def reconstruct(
                     _FAST_DENOISERS.clear()  # keep one: each holds graphs and activation memory
                     _FAST_DENOISERS[fast_key] = den
         stats["network"] = repr(den) if isinstance(den, _priors.FastDenoiser) and y.device.type == "cuda" else "eager"
+        import physics
+
+        if isinstance(A, physics.Weighted) and not samplers.METHODS[method].weighted:
+            A, y, sigma_y = unweighted(A, y, sigma_y)  # measured to lose with the weights: samplers.WEIGHTED_NOTE
+            stats["data_term"] = "unweighted"
         x_init = A.adjoint(y) if problem.modality == "mri" else _baselines.fbp(A, y)
         scaling = dict(getattr(den, "manifest", None) or {}).get("value_scaling", {"kind": "none"})
         vs = _priors.fit_scaling(x_init, scaling)

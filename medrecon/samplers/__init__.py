@@ -66,6 +66,10 @@ class Method:
     posterior_note: Optional[str] = None  # overrides the table's "samples p(x|y)" cell
     # run(..., preset="tuned"): a ≤ 100-NFE setting measured on a validation split (see TUNED_NOTE)
     tuned: Optional[dict] = None
+    # fits a statistically weighted data term (physics.Weighted: CT PWLS, medrecon.recon.weight_by_dose) when
+    # the problem carries one; False where the method's regulariser is tied to the unweighted fit and the
+    # weights were measured to cost it (see WEIGHTED_NOTE): medrecon.recon.reconstruct then unweights
+    weighted: bool = True
 
 
 METHODS: dict[str, Method] = {
@@ -80,8 +84,9 @@ METHODS: dict[str, Method] = {
                    tuned={"steps": 100, "schedule": "karras", "eta": 1.0}),
     "ddrm": Method(sample_ddrm, "Kawar, Elad, Ermon & Song, NeurIPS 2022", "vp", 20, needs="svd"),
     "pigdm": Method(sample_pigdm, "Song, Vahdat, Mardani & Kautz, ICLR 2023", "vp", 100, needs="pinv"),
-    "dds": Method(sample_dds, "Chung, Lee & Ye, ICLR 2024", "vp", 50, needs="pinv"),
-    "reddiff": Method(sample_reddiff, "Mardani, Song, Kautz & Vahdat, ICLR 2024", "vp", 50, needs="pinv"),
+    "dds": Method(sample_dds, "Chung, Lee & Ye, ICLR 2024", "vp", 50, needs="pinv", weighted=False),
+    "reddiff": Method(sample_reddiff, "Mardani, Song, Kautz & Vahdat, ICLR 2024", "vp", 50, needs="pinv",
+                      weighted=False),
     "mcg": Method(sample_mcg, "Chung, Sim, Ryu & Ye, NeurIPS 2022", "vp", 1000, needs="pinv", noise="noiseless"),
     "ilvr": Method(sample_ilvr, "Choi, Kim, Jeong, Gwon & Yoon, ICCV 2021", "vp", 100, needs="pinv",
                    noise="noiseless"),

@@ -92,6 +92,32 @@ def test_ct_dose_file_is_reconstructed_with_weighted_data_term(tmp_path, image, 
         np.testing.assert_allclose(a["reconstruction"][()], b["reconstruction"][()], rtol=1e-4, atol=1e-2)
 
 
+def test_methods_measured_to_lose_with_the_weights_fit_the_unweighted_sinogram(tmp_path, image):
+    """``samplers.METHODS[m].weighted`` False (``dds``, ``reddiff``): on a weighted problem the method
+    sees the measured sinogram and one noise level, the RMS of the per-bin σ_i = σ_ref/w_i, exactly as on
+    the unweighted file with that noise level; the stats say so. Other methods keep the weights."""
+    from medrecon import samplers
+    from medrecon.recon import load_problem, reconstruct, unweighted
+
+    assert [m for m, spec in samplers.METHODS.items() if not spec.weighted] == ["dds", "reddiff"]
+    sim = tmp_path / "ct.h5"
+    assert run_cli("simulate", "ct", "--image", image, "--out", sim, "--views", "12", "--size", "32",
+                   "--dose", "1e4", "--quiet") == 0
+    weighted, plain = load_problem(sim), load_problem(sim, dose=0)
+    A, y, sd = unweighted(weighted.operator, weighted.y, weighted.noise_std)
+    w = weighted.operator.weights
+    assert A is weighted.operator.op
+    torch.testing.assert_close(y, plain.y, rtol=1e-5, atol=1e-3)
+    assert sd == pytest.approx(weighted.noise_std * float(w.double().pow(-2).mean().sqrt()))
+    assert sd > weighted.noise_std  # the RMS of σ_i exceeds their harmonic mean σ_ref
+    a, stats = reconstruct(weighted, "dds", steps=3, seed=1)
+    b, _ = reconstruct(plain, "dds", steps=3, seed=1, noise_std=sd)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=0.5)  # HU
+    assert stats["data_term"] == "unweighted"
+    _, stats = reconstruct(weighted, "ddnm", steps=3, seed=1)
+    assert "data_term" not in stats
+
+
 def test_transmission_noise_std_matches_repeated_poisson_draws():
     """The per-bin standard deviation estimated from one noisy sinogram equals the spread of many
     independent draws (the delta method of ``transmission_noise_std``) within 5 %, on bins whose

@@ -143,6 +143,8 @@ def test_ct_problems_weight_each_bin_by_its_noise_and_older_rows_say_unweighted(
     row = {"task": "ct-par-23", "kind": "diffusion", "method": "ddnm", "setting": "tuned", "nfe": 100, "facts": {}}
     assert quality._setting(row).startswith("tuned, unweighted")
     assert "unweighted" not in quality._setting({**row, "facts": {"data_term": "pwls"}})
+    # a method that unweights (samplers.METHODS[m].weighted False) says so on a PWLS problem too
+    assert quality._setting({**row, "facts": {"data_term": "pwls"}, "data_term": "unweighted"}).startswith("tuned, unweighted")
     assert "unweighted" not in quality._setting({**row, "task": "mri-sc-4x"})
     assert "unweighted" not in quality._setting({**row, "kind": "classical", "method": "tv", "setting": "classical"})
 
