@@ -322,9 +322,10 @@ def weight_by_dose(problem: Problem, dose: float, pixel_mm: float) -> Problem:
 
     Measured (CPU, 128², ``ddnm`` tuned): ct-par-23 at I₀ = 10⁵ on 10 real pydicom CT slices
     31.41 → 32.17 dB (``benchmarks/RESULTS.md``); the demo's 60-view case at I₀ = 10⁶ 44.17 → 45.73 dB
-    (before: one noise level σ_ref for every bin). ``dds`` loses on that case (41.69 → 34.13 dB): its
-    regulariser is 5 CG iterations on ``(I + γAᴴW²A)``, and the weights (spread 11× there) change
-    what 5 iterations fit; ``dose=0`` reads the file unweighted."""
+    (before: one noise level σ_ref for every bin). Methods measured to lose with the weights (``dds``:
+    41.69 → 34.13 dB on that case; ``dds``, ``reddiff``, ``dps`` on ct-par-23, ``samplers.WEIGHTED_NOTE``)
+    have ``samplers.METHODS[m].weighted`` False, and :func:`reconstruct` gives them the unweighted
+    sinogram (:func:`unweighted`); ``dose=0`` reads the file unweighted for every method."""
     import physics
 
     if problem.modality != "ct":

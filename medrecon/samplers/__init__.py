@@ -46,7 +46,8 @@ from medrecon.samplers.snips import sample_snips
 from medrecon.samplers.song2022 import sample_song2022
 from physics.operator import LinearOperator
 
-__all__ = ["available", "preset_settings", "run", "support_table", "Stats", "Method", "METHODS", "TUNED_NOTE", "schedules"]
+__all__ = ["available", "preset_settings", "run", "support_table", "Stats", "Method", "METHODS", "TUNED_NOTE",
+           "WEIGHTED_NOTE", "schedules"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Method:
 METHODS: dict[str, Method] = {
     "song2022": Method(sample_song2022, "Song, Shen, Xing & Ermon, ICLR 2022", "ve", 1000, (0.01, 128.0), "pinv",
                        "noiseless"),
-    "dps": Method(sample_dps, "Chung, Kim, McCann, Klasky & Ye, ICLR 2023", "vp", 1000),
+    "dps": Method(sample_dps, "Chung, Kim, McCann, Klasky & Ye, ICLR 2023", "vp", 1000, weighted=False),
     "langevin": Method(sample_langevin, "Jalal, Arvinte, Daras, Price, Dimakis & Tamir, NeurIPS 2021", "ve", 1155,
                        (0.0066, 232.0), posterior=True),
     "scoresde": Method(sample_scoresde, "Song et al., ICLR 2021; Chung & Ye, MedIA 2022", "ve", 2000,
@@ -112,6 +113,23 @@ TUNED_NOTE = (
     "of the prior's 80, not adopted: within the slice-to-slice spread; DDNM's time travel on 50 levels, "
     "travel_length 5, travel_repeat 2, 95 NFE: 30.79 dB, not adopted); ct-par-23 (η = 0.85 → the preset) "
     "39.18 → 40.67 dB."
+)
+
+
+# Why ``Method.weighted`` is False for some methods. Measured on ct-par-23 (I₀ = 10⁵, 128², stage-3 `ct` prior,
+# CPU, one sampler seed; weighted = physics.Weighted(A, σ_ref/σ_i) from medrecon.recon.weight_by_dose,
+# unweighted = the same sinogram with one noise level, the RMS of σ_i).
+WEIGHTED_NOTE = (
+    "ct-par-23, 128², PSNR weighted / unweighted (dB), 4 held-out slices; 3 real slices: "
+    "ddnm official 41.09 / 41.19; 31.46 / 31.11 · pigdm 39.35 / 38.55; 30.63 / 28.35 · "
+    "ilvr 33.99 / 28.90; 28.61 / 24.55 · song2022 (50 steps) 28.73 / 22.79 · mcg (50 steps) 33.99 / 29.18 · "
+    "dds 36.58 / 39.69; 28.91 / 30.48 · reddiff 25.71 / 30.34; 21.64 / 26.02 · dps (50 steps; its official "
+    "1000 not measured) 17.88 / 21.67; 15.86 / 16.51. 10-slice benchmark rows (benchmarks/logs/quality-cpu-v13-*): "
+    "dds 35.78 / 38.87 held-out and 29.33 / 30.66 real, reddiff 23.72 / 30.40 and 22.56 / 25.98. dps, dds "
+    "and reddiff lose with the weights and run unweighted (medrecon.recon.unweighted). Each keeps a fixed "
+    "budget or fixed weights as its regulariser (DDS: 5 CG iterations on I + γAᴴW²A; RED-diff: 50 Adam steps "
+    "from a CG pseudo-inverse with fixed λ and v; DPS: a step normalised by the residual's norm), and the "
+    "weights (0.05–1.5 on the real slices) change what that budget fits: a reading of the code, not measured."
 )
 
 

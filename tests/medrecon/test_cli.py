@@ -93,13 +93,13 @@ def test_ct_dose_file_is_reconstructed_with_weighted_data_term(tmp_path, image, 
 
 
 def test_methods_measured_to_lose_with_the_weights_fit_the_unweighted_sinogram(tmp_path, image):
-    """``samplers.METHODS[m].weighted`` False (``dds``, ``reddiff``): on a weighted problem the method
+    """``samplers.METHODS[m].weighted`` False (``dps``, ``dds``, ``reddiff``): on a weighted problem the method
     sees the measured sinogram and one noise level, the RMS of the per-bin σ_i = σ_ref/w_i, exactly as on
     the unweighted file with that noise level; the stats say so. Other methods keep the weights."""
     from medrecon import samplers
     from medrecon.recon import load_problem, reconstruct, unweighted
 
-    assert [m for m, spec in samplers.METHODS.items() if not spec.weighted] == ["dds", "reddiff"]
+    assert [m for m, spec in samplers.METHODS.items() if not spec.weighted] == ["dps", "dds", "reddiff"]
     sim = tmp_path / "ct.h5"
     assert run_cli("simulate", "ct", "--image", image, "--out", sim, "--views", "12", "--size", "32",
                    "--dose", "1e4", "--quiet") == 0
