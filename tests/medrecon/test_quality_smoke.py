@@ -348,3 +348,21 @@ def test_targets_judge_one_prior_at_a_time(quality):
     assert "prior old: the shipped prior was not run here" in nfe
     only_old = "\n".join(quality.targets_section([tv, old_fast]))
     assert "+4.00 dB" in only_old and "prior old: the shipped prior was not run here" in only_old
+
+
+def test_data_term_script_compares_weighted_and_unweighted_fits():
+    """``benchmarks/data_term.py`` (the measurements behind ``samplers.METHODS[m].weighted``) runs one
+    32² held-out CT slice through both data terms, the weights forced on for a method that drops them."""
+    import subprocess
+
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_term.py"), "--n", "1", "--size", "32",
+                          "--methods", "dds"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    row = next(line for line in res.stdout.splitlines() if line.startswith("| `dds`"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    weighted, plain, diff = float(cells[2]), float(cells[3]), float(cells[4])
+    assert math.isfinite(weighted) and math.isfinite(plain) and weighted != plain
+    assert abs(diff - (weighted - plain)) < 0.011 and cells[5] == "False"
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_term.py"), "--methods", "nope"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "unknown sampler" in bad.stderr
