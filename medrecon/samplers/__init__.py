@@ -331,12 +331,14 @@ def support_table() -> str:
     """Markdown table: which method runs on which operator, its data step and noise model."""
     cell = {"operator": ("yes", "yes", "yes"), "pinv": ("yes (exact A⁺)", "yes (CG A⁺)", "yes (CG A⁺)"),
             "svd": ("yes (SVD: V = Fᴴ, s = mask)", "no: needs an exact SVD", "no: needs an exact SVD")}
-    rows = ["| method | paper | " + " | ".join(_OPERATORS) + " | measurement noise | samples p(x|y) | official steps | "
-            "`preset=\"tuned\"` |",
-            "| --- | --- | " + " | ".join("---" for _ in _OPERATORS) + " | --- | --- | --- | --- |"]
+    rows = ["| method | paper | " + " | ".join(_OPERATORS) + " | measurement noise | CT data term | samples p(x|y) | "
+            "official steps | `preset=\"tuned\"` |",
+            "| --- | --- | " + " | ".join("---" for _ in _OPERATORS) + " | --- | --- | --- | --- | --- |"]
     for name, m in METHODS.items():
         noise = "σ_y-aware" if m.noise == "noisy" else "assumes noiseless y"
         claim = m.posterior_note or ('yes (small-step limit)' if m.posterior else 'no (approximate)')
         tuned = ", ".join(f"{k} {v}" for k, v in m.tuned.items()) if m.tuned else "–"
-        rows.append(f"| `{name}` | {m.paper} | " + " | ".join(cell[m.needs]) + f" | {noise} | {claim} | {m.steps} | {tuned} |")
+        data_term = "weighted (PWLS) with a dose" if m.weighted else "unweighted (measured better: samplers.WEIGHTED_NOTE)"
+        rows.append(f"| `{name}` | {m.paper} | " + " | ".join(cell[m.needs]) + f" | {noise} | {data_term} | {claim} | "
+                    f"{m.steps} | {tuned} |")
     return "\n".join(rows)

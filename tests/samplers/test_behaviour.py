@@ -33,6 +33,8 @@ def test_registry_lists_every_method_in_the_table():
                             "mcg", "ilvr", "snips", "recguide", "feng2023"}
     table = samplers.support_table()
     assert all(f"`{m}`" in table for m in METHODS) and "needs an exact SVD" in table
+    dds_row = next(line for line in table.splitlines() if line.startswith("| `dds`"))
+    assert "unweighted (measured better: samplers.WEIGHTED_NOTE)" in dds_row and "weighted (PWLS) with a dose" in table
 
 
 @pytest.mark.parametrize("name", METHODS)
