@@ -10,8 +10,9 @@ adapts the network during sampling, from the measurement alone. Low-rank updates
 
     min over (U, D) of   mean |A D_{W+UD}(x_t, σ_t) − y|²  (+ tv · TV(D_{W+UD}(x_t, σ_t)))
 
-(SCD eq. 9; the mean over the measurement's elements and the summed TV as in ``algos/scd.py``). The updates carry over to the later steps. Any sampler of the registry runs on the adapted
-denoiser unchanged: ``samplers.run(..., adapt=True)`` wraps the denoiser in :class:`Adapted`.
+(SCD's adaptation objective, as in its README and ``algos/scd.py``: the mean over the measurement's
+elements, the TV summed). The updates carry over to the later steps. Any sampler of the registry runs on
+the adapted denoiser unchanged: ``samplers.run(..., adapt=True)`` wraps the denoiser in :class:`Adapted`.
 
 Official setting (the README's walnut example, with the meaning the code gives its flags): rank 8, 16
 iterations per adapted step, Adam at lr 1e-4, adaptation at every 20th step counted from the last and at
