@@ -280,7 +280,7 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
                                 f"{' with coarse_to_fine' if coarse_to_fine is not None else ''} is not)")
         network = network_of(denoiser)
         adapt_levels = [float(sigmas[i]) for i in spec.steps(len(sigmas) - 1)]
-    counted = _Counted(denoiser)
+    counted = _Counted(denoiser if network is None else network)  # adapting: the network runs eagerly
     coarse_counted = _Counted(denoiser)
     if coarse_to_fine is not None:
         if not method.pyramid:
@@ -295,17 +295,13 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
         if callback is not None and samples > 1:  # progress names the sample: {"sample": k, "i": its step}
             run_callback = (lambda info, k=k: callback({**info, "sample": k}))
         if coarse_to_fine is None:
-            den = counted if spec is None else Adapted(
-                counted if network is denoiser else _Counted(network), network, operator, y, adapt_levels, spec)
+            den = counted if spec is None else Adapted(counted, network, operator, y, adapt_levels, spec)
             try:
                 x = method.fn(den, operator, y, sigmas, noise_std=float(noise_std), generator=generator,
                               callback=run_callback, x_init=start_from, **{**method.defaults, **options})
             finally:
                 if spec is not None:
                     den.close()
-                    if den.call is not counted:  # a FastDenoiser's prior ran eagerly: count its calls
-                        counted.nfe += den.call.nfe
-                        counted.backward_passes += den.call.backward_passes
         else:
             x = _coarse_to_fine(method.fn, counted, operator, y, sigmas, ctf, noise_std=float(noise_std),
                                 generator=generator, callback=run_callback, x_init=start_from,

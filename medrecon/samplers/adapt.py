@@ -182,6 +182,7 @@ class Adapted:
         if hit is not None:
             self.pending.remove(hit)
             self._adapt(x.detach(), sigma)
+            self.adapted_levels.append(hit)
         return self.call(x, sigma)
 
     def _adapt(self, x: torch.Tensor, sigma: Any) -> None:
@@ -195,7 +196,6 @@ class Adapted:
                     loss = loss + self.spec.tv * _tv(out)
                 loss.sum().backward()  # items are independent: each item's weights get its own gradient
                 self.optimizer.step()
-        self.adapted_levels.append(float(sigma.reshape(-1)[0]) if isinstance(sigma, torch.Tensor) else float(sigma))
 
     def close(self) -> None:
         """Remove the low-rank updates; the network is the prior again."""
