@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -274,6 +275,29 @@ def test_rows_on_other_ground_truth_are_left_out_of_the_table_and_the_targets(qu
     # merged runs: the newest file wins a tie, wherever its row sits in the list
     newer, older = {**row("tv", "classical", 25.0, "a"), "file_index": 3}, {**row("ddnm", "diffusion", 28.0, "b"), "file_index": 1}
     assert [r["status"] for r in quality.same_ground_truth([newer, older])] == ["ok", "excluded"]
+
+
+def test_merge_reads_a_fingerprint_as_the_same_slices_only_when_the_ground_truth_agrees_to_rounding(quality, tmp_path):
+    """The fingerprint hashes bytes, and the same seed gives images that differ in the last bits on another
+    CPU: such a file's rows count as the earlier file's slices; a file whose truth differs by 1.5 % does not."""
+    truth = np.linspace(0.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
+
+    def write(name, sha, target, psnr):
+        run = {"task": "mri-sc-4x", "data": "heldout", "size": 8, "method": name, "setting": "classical",
+               "kind": "classical", "status": "ok", "facts": {"data_sha256": sha}, "metrics": {"psnr": [psnr]}}
+        meta = {"date": "today", "device_name": "CPU", "torch": "x", "n": 1, "size": 8, "command": name}
+        (tmp_path / f"{sha}.json").write_text(json.dumps({"meta": meta, "runs": [run]}))
+        np.savez(tmp_path / f"{sha}.npz", **{"mri-sc-4x|heldout|8|target": target})
+        return tmp_path / f"{sha}.json"
+
+    files = [write("tv", "amd", truth, 25.0), write("ddnm", "intel", truth + np.float32(2e-7), 28.0),
+             write("dps", "other", truth * np.float32(1.015), 30.0)]
+    runs, _, _ = quality.merge(files)
+    by = {r["method"]: r["facts"] for r in runs}
+    assert by["tv"] == {"data_sha256": "amd"}
+    assert by["ddnm"] == {"data_sha256": "amd", "data_sha256_file": "intel"}
+    assert by["dps"] == {"data_sha256": "other"}
+    assert [r["method"] for r in quality.same_ground_truth(runs) if r["status"] == "excluded"] == ["dps"]
 
 
 def test_committed_results_are_what_rebuild_makes_of_the_recipe(quality, tmp_path, capsys):
