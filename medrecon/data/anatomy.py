@@ -138,11 +138,17 @@ def _dequantise(code: np.ndarray, scale: float) -> np.ndarray:
     return code.astype(np.float32) * np.float32(scale / 255.0)
 
 
+def _codes(anatomy: Anatomy) -> dict[str, np.ndarray]:
+    """The ``uint8`` code of every map, as :func:`export_anatomy` stores them."""
+    return {name: _quantise(getattr(anatomy, name), scale) for name, scale in _scales().items()}
+
+
 def _as_stored(anatomy: Anatomy) -> Anatomy:
     """The anatomy exactly as :func:`export_anatomy` stores it and :func:`load_anatomy` reads it back
     (``csf`` and ``proximity`` rounded to 1/255 of their scale), so both loading paths give the same maps
     and the generators the same images."""
-    maps = {name: _dequantise(_quantise(getattr(anatomy, name), scale), scale) for name, scale in _scales().items()}
+    scales = _scales()
+    maps = {name: _dequantise(code, scales[name]) for name, code in _codes(anatomy).items()}
     return Anatomy(**maps, voxel_mm=anatomy.voxel_mm, source=anatomy.source)
 
 
@@ -157,7 +163,7 @@ def export_anatomy(path: Union[str, Path], resolution_mm: int = 1) -> Path:
     path = Path(path)
     anatomy = _from_nilearn(resolution_mm)
     scales = _scales()
-    arrays = {name: _quantise(getattr(anatomy, name), scales[name]) for name in MAP_NAMES}
+    arrays = _codes(anatomy)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(
