@@ -17,7 +17,9 @@
    image, which ignores the input; where D is worse, samples get their global layout from noise.
    ``--transfer`` prints only a third table (:func:`transfer_table`): the prior against a TV
    denoiser with an oracle weight, on the quality benchmark's held-out images and on its real
-   pydicom slices, at σ = 0.05–0.2; how much of the prior's lead survives on real anatomy.
+   pydicom slices, at σ = 0.05–0.2; how much of the prior's lead survives on real anatomy. Two
+   more rows of that table split the question: the held-out images enlarged 2× (anatomy at another
+   scale in pixels) and each real file's views alone (which anatomy loses the lead).
 2. **Samples.** Unconditional samples by EDM's stochastic Heun sampler (Karras et al. 2022,
    Algorithm 2, ``--churn``; 0 gives the deterministic Algorithm 1) over the Karras σ schedule (ρ = 7)
    from the prior's σ_max to σ_min, then 0;
@@ -236,16 +238,18 @@ def transfer_table(prior: Callable, images: torch.Tensor, seed: int, batch: int,
 def print_transfer(name: str, tables: dict[str, list[tuple[float, float, float, float, float]]]) -> None:
     print(f"\n{name} prior against TV as denoisers (PSNR on the [0, 1] scale; TV weight w = μ/σ, the best of "
           f"{len(TV_WEIGHTS)} on the same images):")
-    print(f"  {'data':<8} {'sigma':>6} {'noisy':>7} {'D':>7} {'TV':>7} {'w':>5} {'D - TV':>7}")
+    width = max(8, *(len(data) for data in tables))
+    print(f"  {'data':<{width}} {'sigma':>6} {'noisy':>7} {'D':>7} {'TV':>7} {'w':>5} {'D - TV':>7}")
     for data, rows in tables.items():
         for sigma, p_in, p_d, p_tv, w in rows:
-            print(f"  {data:<8} {sigma:6.2f} {p_in:7.2f} {p_d:7.2f} {p_tv:7.2f} {w:5.2f} {p_d - p_tv:+7.2f}")
+            print(f"  {data:<{width}} {sigma:6.2f} {p_in:7.2f} {p_d:7.2f} {p_tv:7.2f} {w:5.2f} {p_d - p_tv:+7.2f}")
 
 
-def benchmark_images(kind: str, data: str, n: int, size: int, anatomy: Optional[str]) -> tuple[torch.Tensor, str]:
+def benchmark_images(kind: str, data: str, n: int, size: int, anatomy: Optional[str]) -> tuple[torch.Tensor, dict]:
     """The quality benchmark's ground truth (``benchmarks/quality.py``'s ``load_images``: the first ``n/2``
     held-out images of each set — 0–4 at the benchmark's ``n`` = 10 — or ``n`` views of the real pydicom
-    slices) in the prior's value scale (CT: HU → unit), and its source."""
+    slices, view ``i`` of file ``i mod distinct``) in the prior's value scale (CT: HU → unit), and
+    ``load_images``' description (``source``, ``distinct``)."""
     from medrecon.data import hu_to_unit
 
     if str(ROOT / "benchmarks") not in sys.path:  # benchmarks/quality.py, imported as tune_fast.py does
@@ -253,7 +257,41 @@ def benchmark_images(kind: str, data: str, n: int, size: int, anatomy: Optional[
     import quality
 
     x, info = quality.load_images(kind, data, n, size, Path(anatomy) if anatomy else None)
-    return (x if kind == "mri" else hu_to_unit(x)), info["source"]
+    return (x if kind == "mri" else hu_to_unit(x)), info
+
+
+def zoomed(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """The central ``1/factor`` of each image enlarged ``factor``× to the same size: the anatomy at
+    ``factor`` times its size in pixels, as a real slice resized up from a coarser grid shows it
+    (the 64² knee of the benchmark's real MRI at 128²). Bilinear, like the order-1 resize of
+    :func:`medrecon.io.simulate.prepare_image`; complex images by real and imaginary parts."""
+    import torch.nn.functional as F
+
+    h, w = images.shape[-2:]
+    top, left = (h - h // factor) // 2, (w - w // factor) // 2
+    crop = images[..., top : top + h // factor, left : left + w // factor]
+    parts = torch.view_as_real(crop).movedim(-1, 2).flatten(1, 2) if images.is_complex() else crop
+    big = F.interpolate(parts.float(), size=(h, w), mode="bilinear", align_corners=False)
+    if images.is_complex():
+        return torch.view_as_complex(big.unflatten(1, (-1, 2)).movedim(2, -1).contiguous())
+    return big.to(images.dtype)
+
+
+def transfer_sets(kind: str, n: int, size: int, anatomy: Optional[str]) -> dict[str, tuple[torch.Tensor, str]]:
+    """The image sets of ``--transfer``: the benchmark's held-out images, the same enlarged 2× by
+    :func:`zoomed` (does the prior's lead depend on the anatomy's scale in pixels?), all its real
+    slices, and the real slices of each distinct file alone (which anatomy loses the lead?)."""
+    heldout_x, heldout_info = benchmark_images(kind, "heldout", n, size, anatomy)
+    ood_x, ood_info = benchmark_images(kind, "ood", n, size, anatomy)
+    sets = {"heldout": (heldout_x, heldout_info["source"]),
+            "heldout-zoom2": (zoomed(heldout_x, 2), "the held-out images' central half enlarged 2×"),
+            "ood": (ood_x, ood_info["source"])}
+    import quality  # on the path after benchmark_images
+
+    files = quality.ood_files(kind)  # load_images' files, in its order
+    for i, file in enumerate(files):
+        sets[f"ood:{file.stem}"] = (ood_x[i :: len(files)], f"the views of {file.name}")
+    return sets
 
 
 def print_high_sigma(rows: list[tuple[float, float, float]]) -> None:
@@ -360,8 +398,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             prior = priors.load(name, device=device)
             kind = "mri" if prior.complex else "ct"
             tables = {}
-            for data in ("heldout", "ood"):
-                images, source = benchmark_images(kind, data, args.n, args.size, args.anatomy)
+            for data, (images, source) in transfer_sets(kind, args.n, args.size, args.anatomy).items():
                 print(f"[{name}] {data}: {source}")
                 tables[data] = transfer_table(prior, images.to(device), args.seed, args.batch, prior.complex)
             print_transfer(name, tables)

@@ -152,3 +152,33 @@ def test_edm_sampler_draws_from_an_exact_gaussian_prior(bench, churn, steps):
     if churn == 0:  # deterministic: no draws from the generator, the same start gives the same sample
         again = bench.edm_sample(prior, x0[:4], bench.karras_sigmas(steps, 0.002, 80.0), churn=0.0)
         assert torch.equal(again, x[:4])
+
+
+def test_zoomed_enlarges_the_central_part_and_keeps_size_dtype_and_smooth_content(bench):
+    """``zoomed(x, 2)`` shows the central half at twice its size: a linear ramp keeps its centre value
+    and halves its slope (up to bilinear edge effects); complex images zoom by real and imaginary parts."""
+    n = 32
+    ramp = torch.arange(n, dtype=torch.float32).expand(n, n)[None, None].clone()  # value = column index
+    big = bench.zoomed(ramp, 2)
+    assert big.shape == ramp.shape and big.dtype == ramp.dtype
+    inner = big[0, 0, :, 2:-2]
+    slope = (inner[:, 1:] - inner[:, :-1]).mean()
+    assert abs(float(slope) - 0.5) < 1e-5
+    assert abs(float(big[0, 0, :, n // 2 - 1 : n // 2 + 1].mean()) - float(ramp[0, 0, :, n // 2 - 1 : n // 2 + 1].mean())) < 1e-5
+    z = torch.complex(ramp, -2 * ramp)
+    bz = bench.zoomed(z, 2)
+    assert bz.dtype == torch.complex64
+    assert torch.allclose(bz.real, big) and torch.allclose(bz.imag, -2 * big)
+
+
+def test_transfer_sets_split_the_real_slices_by_file(bench):
+    """``--transfer``'s sets: the benchmark's held-out images, their 2× zoom, all real views and each real
+    file's views alone, which together are all the real views."""
+    sets = bench.transfer_sets("ct", 6, 32, None)
+    heldout, ood = sets["heldout"][0], sets["ood"][0]
+    assert torch.equal(sets["heldout-zoom2"][0], bench.zoomed(heldout, 2))
+    per_file = [k for k in sets if k.startswith("ood:")]
+    assert len(per_file) >= 2
+    assert sum(len(sets[k][0]) for k in per_file) == len(ood)
+    first = sets[per_file[0]][0]
+    assert torch.equal(first[0], ood[0]) and torch.equal(first[1], ood[len(per_file)])
