@@ -17,9 +17,9 @@
    image, which ignores the input; where D is worse, samples get their global layout from noise.
    ``--transfer`` prints only a third table (:func:`transfer_table`): the prior against a TV
    denoiser with an oracle weight, on the quality benchmark's held-out images and on its real
-   pydicom slices, at σ = 0.05–0.2; how much of the prior's lead survives on real anatomy. Two
-   more rows of that table split the question: the held-out images enlarged 2× (anatomy at another
-   scale in pixels) and each real file's views alone (which anatomy loses the lead).
+   pydicom slices, at σ = 0.05–0.2; how much of the prior's lead survives on real anatomy. More
+   rows split the question (:func:`transfer_sets`): the held-out anatomy without its background,
+   sharp and enlarged 2× by interpolation, and each real file's views alone.
 2. **Samples.** Unconditional samples by EDM's stochastic Heun sampler (Karras et al. 2022,
    Algorithm 2, ``--churn``; 0 gives the deterministic Algorithm 1) over the Karras σ schedule (ρ = 7)
    from the prior's σ_max to σ_min, then 0;
@@ -278,12 +278,19 @@ def zoomed(images: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def transfer_sets(kind: str, n: int, size: int, anatomy: Optional[str]) -> dict[str, tuple[torch.Tensor, str]]:
-    """The image sets of ``--transfer``: the benchmark's held-out images, the same enlarged 2× by
-    :func:`zoomed` (does the prior's lead depend on the anatomy's scale in pixels?), all its real
-    slices, and the real slices of each distinct file alone (which anatomy loses the lead?)."""
+    """The image sets of ``--transfer``: the benchmark's held-out images; the central half of the
+    held-out draws at twice the size (the same generator and seeds give the same slices, sharp: the
+    anatomy without background, at twice its scale in pixels); the central half of the benchmark's
+    images enlarged 2× by :func:`zoomed` (that anatomy blurred, as a real slice resized up from a
+    coarser grid is); all the real slices; and each distinct real file's views alone. Centre against held-out measures what the background was worth, zoom against
+    centre what scale and interpolation cost, and the per-file rows which real anatomy loses the lead."""
     heldout_x, heldout_info = benchmark_images(kind, "heldout", n, size, anatomy)
+    double_x, _ = benchmark_images(kind, "heldout", n, 2 * size, anatomy)
     ood_x, ood_info = benchmark_images(kind, "ood", n, size, anatomy)
+    q = size // 2
     sets = {"heldout": (heldout_x, heldout_info["source"]),
+            "heldout-centre": (double_x[..., q : q + size, q : q + size],
+                               f"the central {size}² of the same images drawn at {2 * size}²"),
             "heldout-zoom2": (zoomed(heldout_x, 2), "the held-out images' central half enlarged 2×"),
             "ood": (ood_x, ood_info["source"])}
     import quality  # on the path after benchmark_images

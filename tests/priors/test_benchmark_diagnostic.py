@@ -172,10 +172,12 @@ def test_zoomed_enlarges_the_central_part_and_keeps_size_dtype_and_smooth_conten
 
 
 def test_transfer_sets_split_the_real_slices_by_file(bench):
-    """``--transfer``'s sets: the benchmark's held-out images, their 2× zoom, all real views and each real
-    file's views alone, which together are all the real views."""
+    """``--transfer``'s sets: the benchmark's held-out images, the centre of the same draws at twice the
+    size, their 2× zoom, all real views and each real file's views alone, which together are all the
+    real views."""
     sets = bench.transfer_sets("ct", 6, 32, None)
     heldout, ood = sets["heldout"][0], sets["ood"][0]
+    assert sets["heldout-centre"][0].shape == heldout.shape
     assert torch.equal(sets["heldout-zoom2"][0], bench.zoomed(heldout, 2))
     per_file = [k for k in sets if k.startswith("ood:")]
     assert len(per_file) >= 2
