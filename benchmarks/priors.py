@@ -245,11 +245,11 @@ def print_transfer(name: str, tables: dict[str, list[tuple[float, float, float, 
             print(f"  {data:<{width}} {sigma:6.2f} {p_in:7.2f} {p_d:7.2f} {p_tv:7.2f} {w:5.2f} {p_d - p_tv:+7.2f}")
 
 
-def benchmark_images(kind: str, data: str, n: int, size: int, anatomy: Optional[str]) -> tuple[torch.Tensor, dict]:
+def benchmark_images(kind: str, data: str, n: int, size: int, anatomy: Optional[str]) -> tuple[torch.Tensor, str]:
     """The quality benchmark's ground truth (``benchmarks/quality.py``'s ``load_images``: the first ``n/2``
     held-out images of each set — 0–4 at the benchmark's ``n`` = 10 — or ``n`` views of the real pydicom
-    slices, view ``i`` of file ``i mod distinct``) in the prior's value scale (CT: HU → unit), and
-    ``load_images``' description (``source``, ``distinct``)."""
+    slices, view ``i`` of file ``i mod (number of files)``) in the prior's value scale (CT: HU → unit),
+    and its source."""
     from medrecon.data import hu_to_unit
 
     if str(ROOT / "benchmarks") not in sys.path:  # benchmarks/quality.py, imported as tune_fast.py does
@@ -257,7 +257,7 @@ def benchmark_images(kind: str, data: str, n: int, size: int, anatomy: Optional[
     import quality
 
     x, info = quality.load_images(kind, data, n, size, Path(anatomy) if anatomy else None)
-    return (x if kind == "mri" else hu_to_unit(x)), info
+    return (x if kind == "mri" else hu_to_unit(x)), info["source"]
 
 
 def zoomed(images: torch.Tensor, factor: int) -> torch.Tensor:
@@ -282,17 +282,18 @@ def transfer_sets(kind: str, n: int, size: int, anatomy: Optional[str]) -> dict[
     held-out draws at twice the size (the same generator and seeds give the same slices, sharp: the
     anatomy without background, at twice its scale in pixels); the central half of the benchmark's
     images enlarged 2× by :func:`zoomed` (that anatomy blurred, as a real slice resized up from a
-    coarser grid is); all the real slices; and each distinct real file's views alone. Centre against held-out measures what the background was worth, zoom against
-    centre what scale and interpolation cost, and the per-file rows which real anatomy loses the lead."""
-    heldout_x, heldout_info = benchmark_images(kind, "heldout", n, size, anatomy)
+    coarser grid is); all the real slices; and each distinct real file's views alone. Centre against
+    held-out measures what the background was worth, zoom against centre what scale and
+    interpolation cost, and the per-file rows which real anatomy loses the lead."""
+    heldout_x, heldout_source = benchmark_images(kind, "heldout", n, size, anatomy)
     double_x, _ = benchmark_images(kind, "heldout", n, 2 * size, anatomy)
-    ood_x, ood_info = benchmark_images(kind, "ood", n, size, anatomy)
+    ood_x, ood_source = benchmark_images(kind, "ood", n, size, anatomy)
     q = size // 2
-    sets = {"heldout": (heldout_x, heldout_info["source"]),
+    sets = {"heldout": (heldout_x, heldout_source),
             "heldout-centre": (double_x[..., q : q + size, q : q + size],
                                f"the central {size}² of the same images drawn at {2 * size}²"),
             "heldout-zoom2": (zoomed(heldout_x, 2), "the held-out images' central half enlarged 2×"),
-            "ood": (ood_x, ood_info["source"])}
+            "ood": (ood_x, ood_source)}
     import quality  # on the path after benchmark_images
 
     files = quality.ood_files(kind)  # load_images' files, in its order
