@@ -236,7 +236,12 @@ class LinearOperator:
         device: Optional[torch.device | str] = None,
         generator: Optional[torch.Generator] = None,
     ) -> float:
-        """Spectral norm ‖A‖₂ by power iteration on AᴴA (largest over the operator's batch)."""
+        """Spectral norm ‖A‖₂ by power iteration on AᴴA (largest over the operator's batch).
+
+        Deterministic: without ``generator`` the start is drawn from a fixed-seed generator on
+        ``device``, so the estimate does not depend on (or advance) the global random state."""
+        if generator is None:
+            generator = torch.Generator(device=device or "cpu").manual_seed(0)
         x = self._random(self.ishape, self.idomain, self.batch or 1, dtype, device, generator)
         x = x / _broadcast_view(inner(x, x).sqrt(), x)
         sq = torch.zeros(x.shape[0], dtype=torch.float64)

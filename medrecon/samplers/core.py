@@ -53,10 +53,15 @@ def levels(sigmas: torch.Tensor) -> list[float]:
     return s
 
 
+def working_precision(t: torch.Tensor) -> torch.dtype:
+    """The real dtype the samplers compute in for data ``t``: float64 for double data, else float32."""
+    return torch.float64 if t.dtype in (torch.float64, torch.complex128) else torch.float32
+
+
 def template(operator: LinearOperator, y: torch.Tensor, x_init: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``x_init`` (CCDF warm start) or zeros, shaped ``[B, *operator.ishape]``; the dtype follows the
     precision of ``y`` and the operator's input domain (complex for MRI)."""
-    real = torch.float64 if y.dtype in (torch.float64, torch.complex128) else torch.float32
+    real = working_precision(y)
     dtype = {torch.float64: torch.complex128, torch.float32: torch.complex64}[real] if operator.idomain == "complex" else real
     shape = (y.shape[0],) + operator.ishape
     if x_init is None:
@@ -201,11 +206,12 @@ def _svd_or_none(operator: LinearOperator, like: torch.Tensor) -> Optional[SVD]:
 
 # -- data consistency --------------------------------------------------------------------------
 def operator_scale(operator: LinearOperator, like: torch.Tensor) -> float:
-    """``max(‖A‖, 1e-12)`` by power iteration on ``like``'s device, once per sampler run. The samplers whose
+    """``max(‖A‖, 1e-12)`` by power iteration (:meth:`physics.LinearOperator.norm`, deterministic) on
+    ``like``'s device in its precision, once per sampler run. The samplers whose
     step sizes or weights were published for ‖A‖ ≤ 1 (DPS, MCG, reconstruction guidance, annealed Langevin,
     RED-diff) run their data terms on ``A/‖A‖`` and ``y/‖A‖``, so they do not depend on the operator's units
     (a 23-view 128² Radon transform has ‖A‖ = 53; tests/samplers/test_behaviour.py checks 50·A)."""
-    return max(operator.norm(device=like.device), 1e-12)
+    return max(operator.norm(dtype=working_precision(like), device=like.device), 1e-12)
 
 
 def pinv(operator: LinearOperator, r: torch.Tensor, *, tol: float = 1e-7, max_iter: int = 100) -> torch.Tensor:

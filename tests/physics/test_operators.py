@@ -98,6 +98,20 @@ def test_norm_matches_case(name):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
+def test_norm_without_a_generator_is_deterministic_and_leaves_the_global_random_state(name):
+    """``norm()`` starts its power iteration from a fixed seed: the samplers divide step sizes by it, so a
+    start drawn from the global state made their output depend on that state (a masked FFT's float32
+    estimate is 1.0 or 0.99999994 depending on it, which moved MCG's samples by 1e-9)."""
+    op = CASES[name](torch.float64).op
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    first = op.norm(iterations=5)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.manual_seed(274)
+    assert op.norm(iterations=5) == first
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_shape_errors_name_both_shapes(name):
     case = CASES[name](torch.float32)
     op = case.op
