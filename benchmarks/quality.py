@@ -436,14 +436,17 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def setting_label(setting: str, samples: int, prior: Optional[str] = None, adapt: bool = False) -> str:
-    """The record's setting: ``<setting>+scd`` when the prior was adapted to each slice while sampling
-    (``samplers.run(..., adapt=True)``, Steerable Conditional Diffusion), ``-mean<K>`` for the mean of
-    K > 1 samples (not for baselines), and ``, prior <name>`` when a diffusion row used a prior other than
-    the shipped default."""
+def setting_label(setting: str, samples: int, prior: Optional[str] = None, adapt: bool = False,
+                  warm: Optional[tuple[str, float]] = None) -> str:
+    """The record's setting: ``<setting>+ccdf-<baseline>-t<t0>`` when the sampler started from that classical
+    reconstruction at σ(t0) (CCDF warm start, ``reconstruct(..., options={"warm_start": …, "t0": …})``),
+    ``+scd`` when the prior was adapted to each slice while sampling (``samplers.run(..., adapt=True)``,
+    Steerable Conditional Diffusion), ``-mean<K>`` for the mean of K > 1 samples (not for baselines), and
+    ``, prior <name>`` when a diffusion row used a prior other than the shipped default."""
     if setting == "classical":
         return setting
-    label = f"{setting}+scd" if adapt else setting
+    label = f"{setting}+ccdf-{warm[0]}-t{warm[1]:g}" if warm else setting
+    label = f"{label}+scd" if adapt else label
     label = f"{label}-mean{samples}" if samples > 1 else label
     return f"{label}, prior {prior}" if prior else label
 
@@ -471,13 +474,15 @@ def parse_priors(text: str) -> dict[str, str]:
 
 
 def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any, device: torch.device,
-            samples: int = 1, adapt: bool = False) -> tuple[dict, np.ndarray]:
+            samples: int = 1, adapt: bool = False, warm: Optional[tuple[str, float]] = None) -> tuple[dict, np.ndarray]:
     """Reconstruct ``problem`` with ``method``; return the record and the output ``[n, H, W]``.
     Setting ``tuned`` runs the sampler's validated preset (``samplers.run(..., preset="tuned")``).
     ``samples`` > 1 (diffusion only): the mean of that many posterior samples (``samplers.run(...,
     samples=K)``); the record's setting becomes ``<setting>-mean<K>`` and its NFE counts all K runs.
     ``adapt`` (diffusion only): SCD test-time adaptation at its official setting (``samplers.run(...,
-    adapt=True)``); the setting becomes ``<setting>+scd`` and NFE / backward passes include the adaptation."""
+    adapt=True)``); the setting becomes ``<setting>+scd`` and NFE / backward passes include the adaptation.
+    ``warm`` = (classical method, t0) (diffusion only): CCDF warm start, the sampler runs the last t0 fraction
+    of its schedule from that method's reconstruction (``+ccdf-<method>-t<t0>``; time includes the baseline's)."""
     from medrecon.recon import is_classical, reconstruct
     from medrecon.samplers import preset_settings
 
@@ -490,6 +495,8 @@ def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any
         options["samples"] = int(samples)
     if adapt and not is_classical(method):
         options["adapt"] = True
+    if warm and not is_classical(method):
+        options.update(warm_start=warm[0], t0=float(warm[1]))
     image, stats = reconstruct(problem, method, prior=None if is_classical(method) else prior, steps=steps, seed=0,
                                options=options)
     if device.type == "cuda":
@@ -510,8 +517,11 @@ def run_one(problem, method: str, setting: str, steps: Optional[int], prior: Any
         rec["steps"] = preset_settings(method, "tuned" if setting == "tuned" else "official")["steps"]
     if setting == "tuned":
         rec["preset"] = preset_settings(method, "tuned")
-    if "samples" in options or "adapt" in options:
-        rec.update(setting=setting_label(setting, samples, adapt="adapt" in options))
+    if "samples" in options or "adapt" in options or "warm_start" in options:
+        rec.update(setting=setting_label(setting, samples, adapt="adapt" in options,
+                                         warm=(options["warm_start"], options["t0"]) if "warm_start" in options else None))
+    if "warm_start" in options:
+        rec["warm_start"] = {"method": options["warm_start"], "t0": options["t0"]}
     if "samples" in options:
         rec["samples"] = int(samples)
     if "adapt" in options:
@@ -653,6 +663,11 @@ def _eval_cost(method: str, steps: Optional[int]) -> float:
     return nfe * (3.0 if method in BACKWARD else 1.0)
 
 
+def warm_of(args: argparse.Namespace) -> Optional[tuple[str, float]]:
+    """``(--warm-start, --t0)`` or None."""
+    return (args.warm_start, float(args.t0)) if args.warm_start else None
+
+
 def benchmark(args: argparse.Namespace) -> Recorder:
     """Run the planned runs, recording each (errors are recorded, not raised)."""
     from medrecon.recon import resolve_device
@@ -686,7 +701,7 @@ def benchmark(args: argparse.Namespace) -> Recorder:
         modality_prior = prior_names["mri" if TASKS[t].modality == "mri" else "ct"]
         label = setting_label(setting, args.samples,
                               None if modality_prior in ("mri", "ct") or m in CLASSICAL["mri"] + CLASSICAL["ct"] else modality_prior,
-                              adapt=args.adapt)
+                              adapt=args.adapt, warm=warm_of(args))
         head = f"[{i + 1}/{len(runs)} {time.perf_counter() - t_start:6.1f}s] {t} {d} {m} {label}"
         if args.budget_s:
             classical = m in CLASSICAL["mri"] + CLASSICAL["ct"]
@@ -719,7 +734,8 @@ def benchmark(args: argparse.Namespace) -> Recorder:
                         prior(torch.zeros(args.n, 1, args.size, args.size, dtype=dtype, device=device),
                               1.0)
                     loaded[(key, args.n, args.size)] = True
-            r, image = run_one(prob, m, setting, steps, prior, device, samples=args.samples, adapt=args.adapt)
+            r, image = run_one(prob, m, setting, steps, prior, device, samples=args.samples, adapt=args.adapt,
+                               warm=warm_of(args))
             if r["kind"] == "diffusion":
                 r.update(setting=label, prior=key)
             r.update(base, facts=facts)
@@ -1155,6 +1171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapt", action="store_true",
                    help="diffusion rows: adapt the prior to each slice while sampling (Steerable Conditional Diffusion, "
                         "official setting; setting '<setting>+scd')")
+    p.add_argument("--warm-start", default=None, metavar="BASELINE",
+                   help="diffusion rows: CCDF warm start (Chung et al. 2022) from this classical reconstruction "
+                        "(e.g. tv), running the last --t0 of the schedule (setting '<setting>+ccdf-<baseline>-t<t0>')")
+    p.add_argument("--t0", type=float, default=None, help="with --warm-start: the fraction of the schedule run, in (0, 1]")
     p.add_argument("--priors", default="mri=mri,ct=ct",
                    help="prior per modality, e.g. 'mri=mri-c2f': rows with another than the shipped default "
                         "are labelled '<setting>, prior <name>'")
@@ -1190,6 +1210,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     if args.samples < 1:
         print(f"--samples must be ≥ 1, received {args.samples}", file=sys.stderr)
+        return 2
+    if (args.warm_start is None) != (args.t0 is None) or (args.t0 is not None and not 0 < args.t0 <= 1):
+        print(f"--warm-start and --t0 go together, with t0 in (0, 1]; received {args.warm_start!r}, {args.t0!r}",
+              file=sys.stderr)
         return 2
     if args.gpu_plan and not args.budget_s:
         args.budget_s = 200.0

@@ -107,6 +107,18 @@ def cmd_recon(args: argparse.Namespace) -> int:
         if args.method in baselines.BASELINES:
             raise MedreconError(f"--adapt adapts a diffusion prior; {args.method} is a classical method")
         options["adapt"] = True
+    if (args.warm_start is None) != (args.t0 is None):
+        raise MedreconError("--warm-start and --t0 go together (a classical method to start from, and the fraction "
+                            f"of the noise schedule run from it), received {args.warm_start!r} and {args.t0!r}")
+    if args.warm_start is not None:
+        if args.method in baselines.BASELINES:
+            raise MedreconError(f"--warm-start starts a diffusion sampler; {args.method} is a classical method")
+        if args.warm_start not in baselines.BASELINES:
+            raise MedreconError(f"--warm-start must name a classical method ({', '.join(baselines.BASELINES)}), "
+                                f"received {args.warm_start!r}")
+        if not 0 < args.t0 <= 1:
+            raise MedreconError(f"--t0 must lie in (0, 1], received {args.t0}")
+        options.update(warm_start=args.warm_start, t0=args.t0)
     if args.method not in baselines.BASELINES:
         try:
             from medrecon import samplers
@@ -124,6 +136,8 @@ def cmd_recon(args: argparse.Namespace) -> int:
                 raise MedreconError(f"unknown prior {args.prior!r}; shipped: {', '.join(priors.available()) or 'none'} (or give a path)")
     device = recon.resolve_device(args.device)
     per_sample = _default_steps(args.method, args.steps, args.preset)
+    if per_sample and args.t0 is not None:  # the warm start runs the last t0 of the schedule (schedules.truncate)
+        per_sample = per_sample - min(int(round((1 - args.t0) * per_sample)), per_sample - 1)
     steps = per_sample * args.samples if per_sample else per_sample  # the progress bar spans all samples
     common = dict(prior=args.prior, steps=args.steps, seed=args.seed, device=device, slices=args.slices,
                   acceleration=args.acceleration, center_fraction=args.center_fraction, mask_type=args.mask_type,
@@ -353,6 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "Diffusion, official setting: 16 Adam iterations on low-rank network updates at every 20th step "
                         "and the last 4, i.e. 128 extra forward and backward passes in 100 steps; benchmarks/RESULTS.md "
                         "says what it gains)")
+    r.add_argument("--warm-start", default=None, metavar="BASELINE",
+                   help="diffusion: start from this classical reconstruction (tv, l1-wavelet, fbp, …) plus noise at "
+                        "σ(t0) and run only the last --t0 of the schedule (CCDF, Chung et al. 2022): t0 × the NFE; "
+                        "benchmarks/RESULTS.md says what it gains")
+    r.add_argument("--t0", type=float, default=None, help="with --warm-start: the fraction of the schedule run, in (0, 1]")
     r.add_argument("--seed", type=int, default=0, help="random seed of the sampler")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, …")
     r.add_argument("--out", required=True, help="output .h5 (leaderboard layout) or .nii/.nii.gz file, or a folder")

@@ -466,6 +466,16 @@ def reconstruct(
         stats["network"] = repr(den) if isinstance(den, _priors.FastDenoiser) and y.device.type == "cuda" else "eager"
         import physics
 
+        warm = options.pop("warm_start", None)
+        x_warm = None
+        if warm is not None:  # CCDF warm start from a classical reconstruction (samplers.run's start_from)
+            if not isinstance(warm, str) or not is_classical(warm):
+                raise MedreconError(f"warm_start must name a classical method ({', '.join(_baselines.available())}), "
+                                    f"received {warm!r}")
+            if options.get("t0") is None:
+                raise MedreconError("warm_start needs t0 in (0, 1]: the fraction of the noise schedule run from it")
+            x_warm = _baselines.run(warm, A, y, modality=problem.modality)
+            stats["warm_start"] = warm
         if isinstance(A, physics.Weighted) and not samplers.METHODS[method].weighted:
             A, y, sigma_y = unweighted(A, y, sigma_y)  # measured to lose with the weights: samplers.WEIGHTED_NOTE
             stats["data_term"] = "unweighted"
@@ -478,6 +488,8 @@ def reconstruct(
             y_n = y_n - offset.reshape(-1, *([1] * (y.ndim - 1))).to(y.dtype) * _ones_measurement(A, y, y.is_complex())
         y_n = y_n / scale.reshape(-1, *([1] * (y.ndim - 1))).to(y_n.real.dtype)
         sigma_n = sigma_y / float(scale.min())  # the noise level is per file; take the tightest slice's
+        if x_warm is not None:
+            options["start_from"] = _priors.normalize(x_warm.to(x_init.dtype), vs)
         gen = torch.Generator(device=y.device).manual_seed(int(seed))
         kw: dict[str, Any] = {"noise_std": sigma_n, "generator": gen, "callback": callback}
         if steps is not None:

@@ -168,6 +168,10 @@ def test_tuned_setting_runs_the_presets_and_names_them(quality):
     assert quality._setting(mean).startswith("tuned-mean2 (schedule karras")
     tv, _ = quality.run_one(problem, "zero-filled", "classical", None, None, torch.device("cpu"), samples=2)
     assert tv["setting"] == "classical" and "samples" not in tv  # baselines are deterministic: not averaged
+    warm, _ = quality.run_one(problem, "ddnm", "tuned", 10, "mri", torch.device("cpu"), warm=("tv", 0.3))
+    assert warm["setting"] == "tuned+ccdf-tv-t0.3" and warm["nfe"] == 3
+    assert warm["warm_start"] == {"method": "tv", "t0": 0.3}
+    assert quality.setting_label("tuned", 1, warm=("tv", 0.35)) == "tuned+ccdf-tv-t0.35"
 
 
 def test_tune_fast_scores_configs_on_images_the_benchmark_never_reports(tmp_path, monkeypatch):
@@ -199,7 +203,7 @@ def torch_equal(a, b) -> bool:
 def test_report_counts_a_fast_row_at_the_official_step_count_as_official(quality, capsys):
     """``dds`` publishes 50 steps, so its ≤ 100-NFE fast row *is* the official setting: the table must not
     list "`dds` official" as not run; a ``ddnm`` fast row (50 of 100 steps) leaves "`ddnm` official"
-    missing. ``--samples`` below 1 is refused."""
+    missing. ``--samples`` below 1 is refused, and so is ``--warm-start`` without ``--t0`` in (0, 1] or the reverse."""
     from medrecon.samplers import METHODS
 
     def row(method, setting, steps, psnr):
@@ -215,6 +219,9 @@ def test_report_counts_a_fast_row_at_the_official_step_count_as_official(quality
     assert "`ddnm` official" in absent and "`dds` official" not in absent
     assert quality.main(["--samples", "0", "--no-report"]) == 2
     assert "--samples must be ≥ 1" in capsys.readouterr().err
+    for bad in (["--warm-start", "tv"], ["--t0", "0.3"], ["--warm-start", "tv", "--t0", "0"]):
+        assert quality.main([*bad, "--no-report"]) == 2
+        assert "--warm-start and --t0 go together" in capsys.readouterr().err
 
 
 def test_report_separates_methods_that_cannot_run_from_runs_not_made(quality):
