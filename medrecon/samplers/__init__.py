@@ -112,7 +112,10 @@ TUNED_NOTE = (
     "29.16 → 30.95 dB (η = 1; 30.40 dB at η = 0.5; 30.05 dB at 50 NFE; 31.10 dB with σ_max = 20 instead "
     "of the prior's 80, not adopted: within the slice-to-slice spread; DDNM's time travel on 50 levels, "
     "travel_length 5, travel_repeat 2, 95 NFE: 30.79 dB, not adopted); ct-par-23 (η = 0.85 → the preset) "
-    "39.18 → 40.67 dB."
+    "39.18 → 40.67 dB. CCDF warm start of the preset from the TV reconstruction (reconstruct's "
+    "options warm_start='tv', t0; shipped stage-3 priors, same split): mri-sc-4x from noise 31.87 dB; t0 = 0.2 / "
+    "0.3 / 0.35 / 0.4 / 0.5 / 0.7: 29.15 / 31.39 / 31.85 / 31.88 / 31.76 / 31.76 dB, so t0 = 0.4 (40 NFE) for "
+    "MRI; ct-par-23 from noise 42.82 dB, t0 = 0.35 (35 NFE) 42.95 dB."
 )
 
 
