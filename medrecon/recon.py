@@ -472,8 +472,10 @@ def reconstruct(
             if not isinstance(warm, str) or not is_classical(warm):
                 raise MedreconError(f"warm_start must name a classical method ({', '.join(_baselines.available())}), "
                                     f"received {warm!r}")
-            if options.get("t0") is None:
-                raise MedreconError("warm_start needs t0 in (0, 1]: the fraction of the noise schedule run from it")
+            t0 = options.get("t0")
+            if isinstance(t0, bool) or not isinstance(t0, (int, float)) or not 0 < t0 <= 1:
+                raise MedreconError(f"warm_start needs t0 in (0, 1], the fraction of the noise schedule run from it; "
+                                    f"received {t0!r}")
             x_warm = _baselines.run(warm, A, y, modality=problem.modality)
             stats["warm_start"] = warm
         if isinstance(A, physics.Weighted) and not samplers.METHODS[method].weighted:

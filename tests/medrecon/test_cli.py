@@ -414,8 +414,9 @@ def test_reconstruct_refuses_a_warm_start_that_is_not_a_classical_method_or_lack
 
     run_cli("simulate", "mri", "--image", image, "--out", tmp_path / "m.h5", "--quiet")
     problem = load_problem(tmp_path / "m.h5")
-    with pytest.raises(MedreconError, match="needs t0"):
-        reconstruct(problem, "ddnm", prior="mri", steps=2, options={"warm_start": "tv"})
+    for t0 in (None, 0, 1.5, float("nan"), "0.5"):
+        with pytest.raises(MedreconError, match="needs t0 in"):
+            reconstruct(problem, "ddnm", prior="mri", steps=2, options={"warm_start": "tv", "t0": t0})
     with pytest.raises(MedreconError, match="must name a classical method"):
         reconstruct(problem, "ddnm", prior="mri", steps=2, options={"warm_start": "ddnm", "t0": 0.5})
 
