@@ -418,6 +418,10 @@ def reconstruct(
     ``options={"samples": K}`` (diffusion): the image is the mean of K posterior samples
     (:func:`medrecon.samplers.run`) and ``stats["pixel_std"]`` their per-pixel standard deviation in the
     image's units (float32 ``[S, h, w]``; for MRI the spread of the complex value).
+    ``options={"warm_start": "tv", "t0": T}`` (diffusion): CCDF warm start (Chung, Sim & Ye, CVPR 2022) from
+    that classical method's reconstruction of the same data, scaled like the prior's input; the sampler
+    runs the last ``T`` ∈ (0, 1] of its schedule from it plus noise at σ(T) (``samplers.run``'s
+    ``start_from``/``t0``; ``T`` × the NFE). Measured gains: benchmarks/RESULTS.md.
 
     ``prior`` (a name, path or loaded :class:`~medrecon.priors.Prior`) is required for diffusion
     methods; ``noise_std`` overrides the problem's measurement noise level (``y``'s units).
