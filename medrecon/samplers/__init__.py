@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -27,6 +28,7 @@ import torch
 from medrecon import MedreconError
 from medrecon.samplers import schedules
 from medrecon.samplers.adapt import Adaptation, Adapted, network_of
+from medrecon.samplers import core
 from medrecon.samplers.core import Generator
 from medrecon.samplers.ddnm import sample_ddnm
 from medrecon.samplers.ddrm import sample_ddrm
@@ -47,7 +49,7 @@ from medrecon.samplers.song2022 import sample_song2022
 from physics.operator import LinearOperator
 
 __all__ = ["available", "preset_settings", "run", "support_table", "Stats", "Method", "METHODS", "TUNED_NOTE",
-           "WEIGHTED_NOTE", "schedules"]
+           "WEIGHTED_NOTE", "NOISELESS_CG_WARNING", "schedules"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,16 @@ METHODS: dict[str, Method] = {
                        (0.01, 100.0), pyramid=False,
                        posterior_note="variational: RealNVP q ≈ p(x|y) (exact ODE log-prior); ≤ 64² pixels"),
 }
+
+
+# Measured on mri-mc-8x 128² (session 13, benchmarks/RESULTS.md): the noiseless methods project onto {Ax = y}
+# with A⁺; without an exact SVD that is CG on AᴴA, which amplifies the measurement noise where AᴴA is
+# ill-conditioned (8-coil SENSE with ESPIRiT maps: ‖A‖²‖A⁺r‖/‖Aᴴr‖ = 19 / 123 / 2314 after 5 / 20 / 100 CG
+# iterations for the noise residual r; mcg at 50 NFE gave 5.25 dB on the real slices).
+NOISELESS_CG_WARNING = (
+    "{name} assumes noiseless measurements (y = Ax) and projects onto them with a CG pseudo-inverse, which "
+    "amplifies measurement noise on ill-conditioned operators (multi-coil SENSE, sparse-view CT); with "
+    "noise_std > 0 prefer a noise-aware method (ddnm, pigdm, dps) — benchmarks/RESULTS.md")
 
 
 # How the ``tuned`` presets were chosen. The published schedules were made for DDPM models trained on
@@ -272,6 +284,8 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
     unknown = set(options) - accepted
     if unknown:
         raise MedreconError(f"{name} does not take {sorted(unknown)}; its options are {sorted(accepted)}")
+    if method.noise == "noiseless" and noise_std > 0 and core._svd_or_none(operator, y) is None:
+        warnings.warn(NOISELESS_CG_WARNING.format(name=name), stacklevel=2)
     sigmas = _schedule(method, denoiser, int(steps or method.steps), sigma_min, sigma_max, schedule)
     if t0 is not None:
         sigmas = schedules.truncate(sigmas, float(t0))

@@ -6,6 +6,8 @@ the mechanics, the oracle tests (test_posterior.py) check the statistics.
 """
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -85,6 +87,22 @@ def test_cg_pseudo_inverse_path_matches_the_svd_path():
     a = _run("song2022", prior, op_cg, y, torch.Generator().manual_seed(5), noise_std=0.0)
     b = _run("song2022", prior, op_svd, y, torch.Generator().manual_seed(5), noise_std=0.0)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["song2022", "scoresde", "mcg", "ilvr"])
+def test_noiseless_methods_warn_on_noisy_data_that_they_project_onto_by_cg(name):
+    """A noiseless method's projection on noisy data is harmless with an exact SVD (singular values 0 and 1)
+    and amplifies the noise through a CG pseudo-inverse (RESULTS.md, mri-mc-8x): only that case warns, and
+    a noise-aware method on the same data does not."""
+    prior, op_cg, y = ct_problem(0.05, 1, with_svd=False)
+    with pytest.warns(UserWarning, match=f"{name} assumes noiseless measurements"):
+        _run(name, prior, op_cg, y, torch.Generator().manual_seed(0), steps=2)
+    _, op_svd, _ = ct_problem(0.05, 1, with_svd=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _run(name, prior, op_svd, y, torch.Generator().manual_seed(0), steps=2)
+        _run(name, prior, op_cg, y, torch.Generator().manual_seed(0), steps=2, noise_std=0.0)
+        _run("ddnm", prior, op_cg, y, torch.Generator().manual_seed(0), steps=2)
 
 
 @pytest.mark.parametrize("name", ["ddrm", "snips"])
