@@ -136,8 +136,10 @@ def cmd_recon(args: argparse.Namespace) -> int:
                 raise MedreconError(f"unknown prior {args.prior!r}; shipped: {', '.join(priors.available()) or 'none'} (or give a path)")
     device = recon.resolve_device(args.device)
     per_sample = _default_steps(args.method, args.steps, args.preset)
-    if per_sample and args.t0 is not None:  # the warm start runs the last t0 of the schedule (schedules.truncate)
-        per_sample = per_sample - min(int(round((1 - args.t0) * per_sample)), per_sample - 1)
+    if per_sample and args.t0 is not None:  # the warm start runs the last t0 of the schedule
+        from medrecon.samplers.schedules import truncated_steps
+
+        per_sample = truncated_steps(per_sample, args.t0)
     steps = per_sample * args.samples if per_sample else per_sample  # the progress bar spans all samples
     common = dict(prior=args.prior, steps=args.steps, seed=args.seed, device=device, slices=args.slices,
                   acceleration=args.acceleration, center_fraction=args.center_fraction, mask_type=args.mask_type,

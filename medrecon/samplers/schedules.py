@@ -10,7 +10,7 @@ import math
 
 import torch
 
-__all__ = ["karras", "ve_geometric", "vp_linear", "truncate", "time_travel"]
+__all__ = ["karras", "ve_geometric", "vp_linear", "truncate", "truncated_steps", "time_travel"]
 
 
 def _check(n: int, sigma_min: float, sigma_max: float) -> None:
@@ -56,11 +56,15 @@ def vp_linear(n: int, beta_start: float = 1e-4, beta_end: float = 0.02, T: int =
 def truncate(sigmas: torch.Tensor, t0: float) -> torch.Tensor:
     """Keep the last ``t0`` fraction of a schedule (CCDF, Chung et al. 2022): start index
     ``round((1 − t0)·N)`` of the N nonzero levels, so ``t0 = 1`` keeps all and ``t0 → 0`` keeps one step."""
+    n = sigmas.numel() - 1
+    return sigmas[n - truncated_steps(n, t0):]
+
+
+def truncated_steps(n: int, t0: float) -> int:
+    """How many of ``n`` steps :func:`truncate` keeps: ``n − min(round((1 − t0)·n), n − 1)``."""
     if not 0 < t0 <= 1 or math.isnan(t0):
         raise ValueError(f"t0 must lie in (0, 1], received {t0}")
-    n = sigmas.numel() - 1
-    start = min(int(round((1 - t0) * n)), n - 1)
-    return sigmas[start:]
+    return n - min(int(round((1 - t0) * n)), n - 1)
 
 
 def time_travel(n: int, length: int = 1, repeat: int = 1) -> list[int]:
