@@ -26,9 +26,8 @@ from typing import Any, Callable, Optional
 import torch
 
 from medrecon import MedreconError
-from medrecon.samplers import schedules
+from medrecon.samplers import core, schedules
 from medrecon.samplers.adapt import Adaptation, Adapted, network_of
-from medrecon.samplers import core
 from medrecon.samplers.core import Generator
 from medrecon.samplers.ddnm import sample_ddnm
 from medrecon.samplers.ddrm import sample_ddrm
