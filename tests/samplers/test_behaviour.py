@@ -255,6 +255,7 @@ def test_samples_do_not_depend_on_the_global_random_state(name):
     assert torch.equal(a, b)
 
 
+@pytest.mark.filterwarnings("ignore:mcg assumes noiseless measurements")  # expected: a CG operator, noisy y
 @pytest.mark.parametrize("name", ["dps", "mcg", "recguide", "langevin", "reddiff"])
 def test_guidance_steps_do_not_depend_on_the_operators_units(name):
     """DPS, MCG, reconstruction guidance, annealed Langevin and RED-diff published step sizes or weights for
