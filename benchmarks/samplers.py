@@ -76,7 +76,7 @@ def main() -> None:
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in samplers.available():
         method = samplers.METHODS[name]
-        sy = 0.1 if method.noise == "noisy" and name != "ddnm" else 0.0
+        sy = 0.1 if method.noise != "noiseless" and name != "ddnm" else 0.0
         prior, op, y = mri_problem(sy, args.batch)
         steps = max(2, int(STEPS[name] * args.steps_scale))
         timed = Timed(prior)

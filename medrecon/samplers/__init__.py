@@ -61,7 +61,9 @@ class Method:
     steps: int  # official number of noise levels / steps
     sigma_range: tuple[float, float] = (0.01, 378.0)  # VE only; a denoiser's sigma_min/max take precedence
     needs: str = "operator"  # "operator" (A, Aᴴ), "pinv" (A⁺: SVD or CG), "svd" (exact SVD only)
-    noise: str = "noisy"  # "noisy" (uses σ_y) or "noiseless" (assumes y = Ax)
+    # "noisy": the published method uses σ_y; "damped": published for y = Ax, σ_y enters here through the
+    # damped projection (core.noise_damping; option damped=False restores the published hard projection)
+    noise: str = "noisy"
     posterior: bool = False  # claims to sample p(x | y) (in the limit of small steps)
     defaults: dict = field(default_factory=dict)
     pyramid: bool = True  # accepts run(..., coarse_to_fine=...) (a σ-schedule sampler)
@@ -76,12 +78,12 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "song2022": Method(sample_song2022, "Song, Shen, Xing & Ermon, ICLR 2022", "ve", 1000, (0.01, 128.0), "pinv",
-                       "noiseless"),
+                       "damped"),
     "dps": Method(sample_dps, "Chung, Kim, McCann, Klasky & Ye, ICLR 2023", "vp", 1000, weighted=False),
     "langevin": Method(sample_langevin, "Jalal, Arvinte, Daras, Price, Dimakis & Tamir, NeurIPS 2021", "ve", 1155,
                        (0.0066, 232.0), posterior=True),
     "scoresde": Method(sample_scoresde, "Song et al., ICLR 2021; Chung & Ye, MedIA 2022", "ve", 2000,
-                       (0.01, 378.0), "pinv", "noiseless"),
+                       (0.01, 378.0), "pinv", "damped"),
     "ddnm": Method(sample_ddnm, "Wang, Yu & Zhang, ICLR 2023", "vp", 100, needs="pinv",
                    tuned={"steps": 100, "schedule": "karras", "eta": 1.0}),
     "ddrm": Method(sample_ddrm, "Kawar, Elad, Ermon & Song, NeurIPS 2022", "vp", 20, needs="svd"),
@@ -89,9 +91,9 @@ METHODS: dict[str, Method] = {
     "dds": Method(sample_dds, "Chung, Lee & Ye, ICLR 2024", "vp", 50, needs="pinv", weighted=False),
     "reddiff": Method(sample_reddiff, "Mardani, Song, Kautz & Vahdat, ICLR 2024", "vp", 50, needs="pinv",
                       weighted=False),
-    "mcg": Method(sample_mcg, "Chung, Sim, Ryu & Ye, NeurIPS 2022", "vp", 1000, needs="pinv", noise="noiseless"),
+    "mcg": Method(sample_mcg, "Chung, Sim, Ryu & Ye, NeurIPS 2022", "vp", 1000, needs="pinv", noise="damped"),
     "ilvr": Method(sample_ilvr, "Choi, Kim, Jeong, Gwon & Yoon, ICCV 2021", "vp", 100, needs="pinv",
-                   noise="noiseless"),
+                   noise="damped"),
     "snips": Method(sample_snips, "Kawar, Vaksman & Elad, NeurIPS 2021", "ve", 500, (0.01, 90.0), "svd",
                     posterior=True),
     "recguide": Method(sample_recguide, "Ho, Salimans, Gritsenko, Chan, Norouzi & Fleet, NeurIPS 2022", "vp", 1000),
@@ -102,14 +104,21 @@ METHODS: dict[str, Method] = {
 }
 
 
-# Measured on mri-mc-8x 128² (session 13, benchmarks/RESULTS.md): the noiseless methods project onto {Ax = y}
-# with A⁺; without an exact SVD that is CG on AᴴA, which amplifies the measurement noise where AᴴA is
-# ill-conditioned (8-coil SENSE with ESPIRiT maps: ‖A‖²‖A⁺r‖/‖Aᴴr‖ = 19 / 123 / 2314 after 5 / 20 / 100 CG
+# Measured on mri-mc-8x 128² (session 13, benchmarks/RESULTS.md) with the published hard projection (damped=False):
+# the methods published for noiseless data project onto {Ax = y} with A⁺; without an exact SVD that is CG on
+# AᴴA, which amplifies the measurement noise where AᴴA is ill-conditioned (8-coil SENSE with ESPIRiT maps: ‖A‖²‖A⁺r‖/‖Aᴴr‖ = 19 / 123 / 2314 after 5 / 20 / 100 CG
 # iterations for the noise residual r; at 50 NFE mcg gave 5.25 dB and song2022 −3.23 dB on the real slices).
 NOISELESS_CG_WARNING = (
-    "{name} assumes noiseless measurements (y = Ax) and projects onto them with a CG pseudo-inverse, which "
-    "amplifies measurement noise on ill-conditioned operators (multi-coil SENSE, sparse-view CT); with "
-    "noise_std > 0 prefer a noise-aware method (ddnm, pigdm, dps) — benchmarks/RESULTS.md")
+    "{name} with damped=False assumes noiseless measurements (y = Ax) and projects onto them with A⁺, which "
+    "amplifies measurement noise by 1/s on singular values s < 1 (multi-coil SENSE, sparse-view CT); with "
+    "noise_std > 0 keep the default damped=True — benchmarks/RESULTS.md")
+
+
+def _partial_isometry(operator: LinearOperator, like: torch.Tensor) -> bool:
+    """Whether the operator has an exact SVD with singular values 0 and 1 only (single-coil Cartesian MRI),
+    where A⁺ does not amplify noise."""
+    svd = core._svd_or_none(operator, like)
+    return svd is not None and bool(((svd.s == 0) | ((svd.s - 1).abs() <= 1e-6)).all())
 
 
 # How the ``tuned`` presets were chosen. The published schedules were made for DDPM models trained on
@@ -283,7 +292,8 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
     unknown = set(options) - accepted
     if unknown:
         raise MedreconError(f"{name} does not take {sorted(unknown)}; its options are {sorted(accepted)}")
-    if method.noise == "noiseless" and noise_std > 0 and core._svd_or_none(operator, y) is None:
+    if method.noise == "damped" and options.get("damped") is False and noise_std > 0 \
+            and not _partial_isometry(operator, y):
         warnings.warn(NOISELESS_CG_WARNING.format(name=name), stacklevel=2)
     sigmas = _schedule(method, denoiser, int(steps or method.steps), sigma_min, sigma_max, schedule)
     if t0 is not None:
@@ -347,7 +357,7 @@ def support_table() -> str:
             "official steps | `preset=\"tuned\"` |",
             "| --- | --- | " + " | ".join("---" for _ in _OPERATORS) + " | --- | --- | --- | --- | --- |"]
     for name, m in METHODS.items():
-        noise = "σ_y-aware" if m.noise == "noisy" else "assumes noiseless y"
+        noise = {"noisy": "σ_y-aware", "damped": "σ_y-aware by a damped projection (ours; published for y = Ax)"}[m.noise]
         claim = m.posterior_note or ('yes (small-step limit)' if m.posterior else 'no (approximate)')
         tuned = ", ".join(f"{k} {v}" for k, v in m.tuned.items()) if m.tuned else "–"
         data_term = "weighted (PWLS) with a dose" if m.weighted else "unweighted (measured better: samplers.WEIGHTED_NOTE)"

@@ -79,7 +79,8 @@ def sample_ddnm(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tens
         else:
             # damped pseudo-inverse (AᴴA + λ_t I)⁻¹Aᴴ(y − A x̂₀), λ_t = (σ_y/σ_t)², by CG
             rhs = operator.adjoint(y - operator.forward(x0))
-            x0c = x0 + core.solve_damped(operator, rhs, 1.0, (noise_std / s[i]) ** 2, iters=cg_iter, tol=1e-6)
+            x0c = x0 + core.solve_damped(operator, rhs, 1.0, core.noise_damping(noise_std, s[i]), iters=cg_iter,
+                                           tol=1e-6)
             gamma = s[i + 1]
         # DDNM step with the remaining noise level γ_s
         x = x0c + gamma * (1 - eta**2) ** 0.5 * eps

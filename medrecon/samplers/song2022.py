@@ -9,7 +9,11 @@ pseudo-inverse (the paper's CT variant merges in the Fourier-slice domain of a z
 4×-expanded image); complex images are kept complex (the paper takes the real part); the last
 predictor step ends at σ = 0 with its noise-free mean instead of re-noising to σ_min and adding a
 Tweedie step (NFE 2N, official 2N+1); corrector norms per item (official: batch-averaged).
-Noiseless measurement model (the paper's); ``noise_std`` is accepted and ignored.
+Measurement noise (ours; the paper assumes ``y = Ax``): with ``noise_std`` σ_y > 0 every projection is
+the damped one, ``x − (AᴴA + δI)⁻¹Aᴴ(Ax − ŷ)`` with ``δ = (σ_y/σ)²`` for σ the level of the denoiser input
+that last shaped x (:func:`.core.noise_damping`; the final σ = 0 step uses the last positive level).
+The hard projection copies the noise into x, amplified by ``1/s`` on small singular values: measured on
+mri-mc-8x 128² real slices at 50 NFE, −3.23 dB with the hard step. ``damped=False`` restores the published step.
 Official (BraTS): σ_max 128, σ_min 0.01, N = 1000, λ = 1, snr 0.517; LIDC CT λ = 0.841, snr 0.246.
 """
 from __future__ import annotations
@@ -25,17 +29,21 @@ from physics.operator import LinearOperator
 def sample_song2022(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tensor, sigmas: torch.Tensor, *,
                     noise_std: float = 0.0, generator: core.Generator = None,
                     callback: Optional[Callable[[dict], None]] = None, snr: float = 0.517, lam: float = 1.0,
-                    x_init: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Projection predictor-corrector sampler; returns ``[B, *operator.ishape]``. NFE 2N."""
+                    damped: bool = True, x_init: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Projection predictor-corrector sampler; returns ``[B, *operator.ishape]``. NFE 2N. ``damped``: the
+    noise-aware projection (module docstring)."""
     s = core.levels(sigmas)
+    sigma_y = noise_std if damped else 0.0
     x = core.start(operator, y, s[0], generator, x_init)
     for i in range(len(s) - 1):
         # λ-projection onto y + σ_i A z, then the Langevin corrector
-        x = core.project(operator, x, core.noised_measurement(operator, y, s[i], x, generator), lam)
+        x = core.project(operator, x, core.noised_measurement(operator, y, s[i], x, generator), lam,
+                         core.noise_damping(sigma_y, s[i]))
         x = core.langevin_corrector(denoiser, x, s[i], snr, generator)
         # fresh λ-projection, then the reverse-diffusion predictor σ_i → σ_{i+1}
-        x = core.project(operator, x, core.noised_measurement(operator, y, s[i], x, generator), lam)
+        x = core.project(operator, x, core.noised_measurement(operator, y, s[i], x, generator), lam,
+                         core.noise_damping(sigma_y, s[i]))
         x, x0 = core.reverse_diffusion(denoiser, x, s[i], s[i + 1], generator)
         core.report(callback, i, s[i], x, x0)
-    # final hard projection onto the clean measurement
-    return core.project(operator, x, y)
+    # final projection onto the clean measurement (hard for noiseless y)
+    return core.project(operator, x, y, damping=core.noise_damping(sigma_y, s[-2]))
