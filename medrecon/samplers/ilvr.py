@@ -8,11 +8,8 @@ ILVR's filter. Refinement stops below ``σ(range_t)``: it is applied while the s
 ``(1 − range_t)·N`` (official example: 100 steps, range_t 20 → ``range_t = 0.2``; default 0 =
 refine to the end, which reproduces noiseless y). NFE N, no backward.
 
-Measurement noise (ours; the paper assumes ``y = Ax``): with ``noise_std`` σ_y > 0 every projection is
-the damped one, ``x − (AᴴA + δI)⁻¹Aᴴ(Ax − ŷ)`` with ``δ = (σ_y/σ)²`` for σ the level of the denoiser input
-that last shaped x (:func:`.core.noise_damping`; the final σ = 0 step uses the last positive level).
-The hard projection copies the noise into x, amplified by ``1/s`` on small singular values: measured on
-mri-mc-8x 128² real slices at 50 NFE, the hard step gave ILVR-like methods 5.25 dB (mcg) and −3.23 dB (song2022). ``damped=False`` restores the published step.
+Noisy y (ours; the paper assumes y = Ax): damped projections, δ = (σ_y/σ)² at the level σ of the last
+denoiser input (:func:`.core.project`, :func:`.core.noise_damping`); ``damped=False``: the published step.
 """
 from __future__ import annotations
 

@@ -9,11 +9,8 @@ Differences: the generic projection ``x − A⁺(Ax − y_s)`` replaces the mask
 (λ_i = 1), and α is divided by ‖A‖ as DPS's ζ is (:func:`.core.operator_scale`; no change for MRI,
 ‖A‖ = 1). Official: 1000 steps, α = 1.
 
-Measurement noise (ours; the paper assumes ``y = Ax``): with ``noise_std`` σ_y > 0 every projection is
-the damped one, ``x − (AᴴA + δI)⁻¹Aᴴ(Ax − ŷ)`` with ``δ = (σ_y/σ)²`` for σ the level of the denoiser input
-that last shaped x (:func:`.core.noise_damping`; the final σ = 0 step uses the last positive level).
-The hard projection copies the noise into x, amplified by ``1/s`` on small singular values: measured on
-mri-mc-8x 128² real slices at 50 NFE, 5.25 dB with the hard step. ``damped=False`` restores the published step.
+Noisy y (ours; the paper assumes y = Ax): damped projections, δ = (σ_y/σ)² at the level σ of the last
+denoiser input (:func:`.core.project`, :func:`.core.noise_damping`); ``damped=False``: the published step.
 """
 from __future__ import annotations
 

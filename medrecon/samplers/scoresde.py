@@ -6,11 +6,8 @@ Differences from the official code: the projection is ``x − A⁺(Ax − y)`` f
 the k-space merge for Cartesian MRI, CG pseudo-inverse otherwise); complex images are sampled
 jointly (score-MRI passes re/im separately through a real prior); corrector norms are per item;
 the last predictor step goes to σ = 0 and returns its noise-free mean (score-MRI returns x̄ too).
-Measurement noise (ours; the paper assumes ``y = Ax``): with ``noise_std`` σ_y > 0 every projection is
-the damped one, ``x − (AᴴA + δI)⁻¹Aᴴ(Ax − ŷ)`` with ``δ = (σ_y/σ)²`` for σ the level of the denoiser input
-that last shaped x (:func:`.core.noise_damping`; the final σ = 0 step uses the last positive level).
-The hard projection copies the noise into x, amplified by ``1/s`` on small singular values: measured on
-mri-mc-8x 128² real slices at 50 NFE, not run with the hard step (song2022, the same step, gave −3.23 dB). ``damped=False`` restores the published step.
+Noisy y (ours; the paper assumes y = Ax): damped projections, δ = (σ_y/σ)² at the level σ of the last
+denoiser input (:func:`.core.project`, :func:`.core.noise_damping`); ``damped=False``: the published step.
 Official: σ_min 0.01, σ_max 378, N = 2000, snr 0.16, one corrector step (NFE 2N).
 """
 from __future__ import annotations

@@ -9,11 +9,9 @@ pseudo-inverse (the paper's CT variant merges in the Fourier-slice domain of a z
 4×-expanded image); complex images are kept complex (the paper takes the real part); the last
 predictor step ends at σ = 0 with its noise-free mean instead of re-noising to σ_min and adding a
 Tweedie step (NFE 2N, official 2N+1); corrector norms per item (official: batch-averaged).
-Measurement noise (ours; the paper assumes ``y = Ax``): with ``noise_std`` σ_y > 0 every projection is
-the damped one, ``x − (AᴴA + δI)⁻¹Aᴴ(Ax − ŷ)`` with ``δ = (σ_y/σ)²`` for σ the level of the denoiser input
-that last shaped x (:func:`.core.noise_damping`; the final σ = 0 step uses the last positive level).
-The hard projection copies the noise into x, amplified by ``1/s`` on small singular values: measured on
-mri-mc-8x 128² real slices at 50 NFE, −3.23 dB with the hard step. ``damped=False`` restores the published step.
+Noisy y (ours; the paper assumes y = Ax): damped projections, δ = (σ_y/σ)² at the level σ of the last
+denoiser input, the final one at the last positive level (:func:`.core.project`, :func:`.core.noise_damping`);
+``damped=False``: the published step.
 Official (BraTS): σ_max 128, σ_min 0.01, N = 1000, λ = 1, snr 0.517; LIDC CT λ = 0.841, snr 0.246.
 """
 from __future__ import annotations
