@@ -147,7 +147,7 @@ WEIGHTED_NOTE = (
     "ct-par-23, 128², PSNR weighted / unweighted (dB), 4 held-out slices; 3 real slices: "
     "ddnm official 41.09 / 41.19; 31.46 / 31.11 · pigdm 39.35 / 38.55; 30.63 / 28.35 · "
     "ilvr 33.99 / 28.90; 28.61 / 24.55 · song2022 (50 steps) 28.73 / 22.79; 25.88 / 20.49 · mcg (50 steps) "
-    "33.99 / 29.18; 28.51 / 24.72 · "
+    "33.99 / 29.18; 28.51 / 24.72 (these three with their published hard projection, before damped=True) · "
     "dds 36.58 / 39.69; 28.91 / 30.48 · reddiff 25.71 / 30.34; 21.64 / 26.02 · dps (50 steps; its official "
     "1000 not measured) 17.88 / 21.67; 15.86 / 16.51. 10-slice benchmark rows (benchmarks/logs/quality-cpu-v13-*): "
     "dds 35.78 / 38.87 held-out and 29.33 / 30.66 real, reddiff 23.72 / 30.40 and 22.56 / 25.98. dps, dds "
