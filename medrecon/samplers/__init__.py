@@ -48,7 +48,7 @@ from medrecon.samplers.song2022 import sample_song2022
 from physics.operator import LinearOperator
 
 __all__ = ["available", "preset_settings", "run", "support_table", "Stats", "Method", "METHODS", "TUNED_NOTE",
-           "WEIGHTED_NOTE", "NOISELESS_CG_WARNING", "schedules"]
+           "WEIGHTED_NOTE", "HARD_PROJECTION_WARNING", "schedules"]
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,12 @@ METHODS: dict[str, Method] = {
 }
 
 
-# Measured on mri-mc-8x 128² (session 13, benchmarks/RESULTS.md) with the published hard projection (damped=False):
-# the methods published for noiseless data project onto {Ax = y} with A⁺; without an exact SVD that is CG on
-# AᴴA, which amplifies the measurement noise where AᴴA is ill-conditioned (8-coil SENSE with ESPIRiT maps: ‖A‖²‖A⁺r‖/‖Aᴴr‖ = 19 / 123 / 2314 after 5 / 20 / 100 CG
+# Measured on mri-mc-8x 128² (session 13, benchmarks/RESULTS.md) with the published hard projection
+# (damped=False): the methods published for noiseless data project onto {Ax = y} with A⁺; without an exact
+# SVD that is CG on AᴴA, which amplifies the measurement noise where AᴴA is ill-conditioned (8-coil SENSE
+# with ESPIRiT maps: ‖A‖²‖A⁺r‖/‖Aᴴr‖ = 19 / 123 / 2314 after 5 / 20 / 100 CG
 # iterations for the noise residual r; at 50 NFE mcg gave 5.25 dB and song2022 −3.23 dB on the real slices).
-NOISELESS_CG_WARNING = (
+HARD_PROJECTION_WARNING = (
     "{name} with damped=False assumes noiseless measurements (y = Ax) and projects onto them with A⁺, which "
     "amplifies measurement noise by 1/s on singular values s < 1 (multi-coil SENSE, sparse-view CT); with "
     "noise_std > 0 keep the default damped=True — benchmarks/RESULTS.md")
@@ -294,7 +295,7 @@ def run(name: str, denoiser: Callable, operator: LinearOperator, y: torch.Tensor
         raise MedreconError(f"{name} does not take {sorted(unknown)}; its options are {sorted(accepted)}")
     if method.noise == "damped" and options.get("damped") is False and noise_std > 0 \
             and not _partial_isometry(operator, y):
-        warnings.warn(NOISELESS_CG_WARNING.format(name=name), stacklevel=2)
+        warnings.warn(HARD_PROJECTION_WARNING.format(name=name), stacklevel=2)
     sigmas = _schedule(method, denoiser, int(steps or method.steps), sigma_min, sigma_max, schedule)
     if t0 is not None:
         sigmas = schedules.truncate(sigmas, float(t0))

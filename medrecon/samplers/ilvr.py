@@ -28,6 +28,7 @@ def sample_ilvr(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tens
     """ILVR; returns ``[B, *operator.ishape]``. ``damped``: the noise-aware projection (module docstring)."""
     s = core.levels(sigmas)
     n = len(s) - 1
+    sigma_y = noise_std if damped else 0.0
     x = core.start(operator, y, s[0], generator, x_init)
     for i in range(n):
         # unconditional ancestral step
@@ -36,6 +37,6 @@ def sample_ilvr(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tens
         # refinement: replace the row-space component by that of the noised measurement
         if i < (1 - range_t) * n:
             x = core.project(operator, x, core.noised_measurement(operator, y, s[i + 1], x, generator),
-                             damping=core.noise_damping(noise_std if damped else 0.0, s[i]))
+                             damping=core.noise_damping(sigma_y, s[i]))
         core.report(callback, i, s[i], x, x0)
     return x

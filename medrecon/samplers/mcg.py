@@ -31,6 +31,7 @@ def sample_mcg(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tenso
     """MCG; returns ``[B, *operator.ishape]``. NFE N, N backward passes. ``damped``: the noise-aware
     projection (module docstring)."""
     s = core.levels(sigmas)
+    sigma_y = noise_std if damped else 0.0
     x = core.start(operator, y, s[0], generator, x_init)
     alpha = alpha / core.operator_scale(operator, y)  # as DPS: the step does not depend on the operator's units
     for i in range(len(s) - 1):
@@ -41,6 +42,6 @@ def sample_mcg(denoiser: core.Denoiser, operator: LinearOperator, y: torch.Tenso
         x = core.ddim_step(x0, (x - x0) / s[i], s[i], s[i + 1], 1.0, generator)
         x = x - alpha * math.sqrt((1 + s[i] ** 2) * (1 + s[i + 1] ** 2)) * grad
         x = core.project(operator, x, core.noised_measurement(operator, y, s[i + 1], x, generator),
-                         damping=core.noise_damping(noise_std if damped else 0.0, s[i]))
+                         damping=core.noise_damping(sigma_y, s[i]))
         core.report(callback, i, s[i], x, x0)
     return x
