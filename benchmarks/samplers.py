@@ -1,7 +1,7 @@
 """Sampler benchmark on the analytic (Gaussian) prior: cost and distance to the exact posterior.
 
 Per method, on the 8×8 complex Cartesian MRI oracle problem of tests/samplers (batch of 256,
-σ_y = 0.1 for noise-aware methods, 0 for noiseless ones): NFE, backward passes, wall time, the time
+σ_y = 0.1, 0 for ddnm as in tests/samplers/test_posterior.py): NFE, backward passes, wall time, the time
 spent inside the denoiser (forward calls timed directly; backward passes estimated as count × the
 measured cost of one denoiser backward), the sampler's own overhead = 1 − denoiser/wall, and the
 Gaussian-fit 2-Wasserstein distance between the samples (mean, covariance) and the exact posterior:
@@ -25,10 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from medrecon import samplers  # noqa: E402
 from tests.samplers.cases import mri_problem  # noqa: E402
 from tests.samplers.oracle import posterior, to_real  # noqa: E402
-
-STEPS = {"song2022": 100, "scoresde": 100, "langevin": 100, "snips": 50, "dps": 100, "mcg": 100, "ilvr": 50,
-         "ddnm": 50, "ddrm": 20, "pigdm": 50, "dds": 50, "reddiff": 50}
-OPTIONS = {"langevin": {"n_steps_each": 3}, "snips": {"n_steps_each": 3, "step_lr": 1e-4}}
+# steps and options per method: those of the posterior test (recguide and feng2023 have their own tests)
+from tests.samplers.test_posterior import CONFIG  # noqa: E402
 
 
 class Timed:
@@ -74,14 +72,14 @@ def main() -> None:
     args = p.parse_args()
     rows = ["| method | steps | NFE | backward | wall s | denoiser s | overhead | W2 to posterior | W2 / √tr Σ |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name in samplers.available():
-        method = samplers.METHODS[name]
-        sy = 0.1 if method.noise != "noiseless" and name != "ddnm" else 0.0
+    for name, (config, _) in CONFIG.items():
+        sy = 0.1 if name != "ddnm" else 0.0
         prior, op, y = mri_problem(sy, args.batch)
-        steps = max(2, int(STEPS[name] * args.steps_scale))
+        options = dict(config)
+        steps = max(2, int(options.pop("steps") * args.steps_scale))
         timed = Timed(prior)
         x, st = samplers.run(name, timed, op, y, noise_std=sy, steps=steps, generator=torch.Generator().manual_seed(0),
-                             return_stats=True, **OPTIONS.get(name, {}))
+                             return_stats=True, **options)
         den = timed.seconds + st.backward_passes * (backward_cost(prior, x) if st.backward_passes else 0.0)
         m, S = posterior(prior, op, y, sy)
         d = w2(to_real(x).numpy(), m.numpy(), S.numpy())
